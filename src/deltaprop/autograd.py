@@ -1,0 +1,341 @@
+"""Reverse-mode automatic differentiation: the backward walk, ``grad`` and ``gradcheck``.
+
+The walk (``run_backward``)
+---------------------------
+1. Count, for every recorded Function reachable from the outputs, how many consumers its output
+   has inside this graph (an iterative depth-first pass: no recursion, any depth).
+2. Start from the outputs with their upstream gradients (1 for a scalar loss). Take a Function
+   whose consumers have all delivered their gradients, call its ``backward`` with the summed
+   upstream gradient, and hand each input's gradient on: to the producing Function (summed with
+   what other consumers sent: a value used twice gets both gradients) or, for a leaf, into
+   ``.grad``. Repeat until no Function is left (Kahn's algorithm).
+3. Unless ``retain_graph``, each Function releases its saved buffers once it has run; a second
+   backward through it raises a clear error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from deltaprop import tensor as _t
+from deltaprop.tensor import Tensor, enable_grad, no_grad
+
+__all__ = ["grad", "gradcheck", "GradcheckError", "no_grad", "enable_grad", "run_backward"]
+
+_FREED = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you "
+    "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
+    "through the graph a second time."
+)
+
+
+def _root_grad(root: Tensor, g: Any, create_graph: bool) -> Any:
+    """The upstream gradient of one output: given, or 1 for a one-element output."""
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward: element 0 of tensors does not require grad and does not have a grad_fn"
+        )
+    if g is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward: grad can be implicitly created only for scalar outputs; this output "
+                f"has shape {root.shape}, so pass gradient= of that shape"
+            )
+        arr = np.ones(root.data.shape, dtype=root.data.dtype)
+        return _t._make(arr) if create_graph else arr
+    if isinstance(g, Tensor):
+        if g.shape != root.shape:
+            raise RuntimeError(
+                f"backward: gradient has shape {g.shape} but the output has shape {root.shape}"
+            )
+        return g if create_graph else g.data
+    arr = np.asarray(g, dtype=root.dtype)
+    if arr.shape != root.shape:
+        raise RuntimeError(
+            f"backward: gradient has shape {arr.shape} but the output has shape {root.shape}"
+        )
+    return _t._make(arr) if create_graph else arr
+
+
+def _add(a: Any, b: Any) -> Any:
+    return b if a is None else a + b
+
+
+def _as_grad_tensor(g: Any, like: Tensor) -> Tensor:
+    """Wrap a computed gradient for storage in ``.grad`` (own, writable memory; input's dtype)."""
+    if isinstance(g, Tensor):
+        return g if g.dtype == like.dtype else g.to(like.dtype)
+    if type(g) is not np.ndarray or g.dtype != like.dtype or not g.flags.writeable:
+        g = np.array(g, dtype=like.dtype)
+    if g.shape != like.shape:  # a 0-d gradient of a 1-element tensor and the like
+        g = np.broadcast_to(g, like.shape).copy()
+    return _t._make(g)
+
+
+def run_backward(
+    roots: Sequence[Tensor],
+    root_grads: Sequence[Any],
+    inputs: Sequence[Tensor] | None = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    accumulate: bool = True,
+    allow_unused: bool = False,
+) -> list | None:
+    """Backpropagate from ``roots``.
+
+    ``accumulate=True`` (``Tensor.backward``) adds into the leaves' ``.grad``; otherwise
+    (``autograd.grad``) the gradients of ``inputs`` are returned and no ``.grad`` is written.
+    """
+    if retain_graph is None:
+        retain_graph = create_graph
+    grads: dict[Any, Any] = {}  # Function -> gradient of its output; leaf Tensor -> its gradient
+    deps: dict[_t.Function, int] = {}
+    stack: list[_t.Function] = []
+    for root, g in zip(roots, root_grads):
+        g = _root_grad(root, g, create_graph)
+        key = root._ctx if root._ctx is not None else root
+        grads[key] = _add(grads.get(key), g)
+        if root._ctx is not None and root._ctx not in deps:
+            deps[root._ctx] = 0
+            stack.append(root._ctx)
+    # 1. count consumers (iterative DFS)
+    while stack:
+        fn = stack.pop()
+        if fn.inputs is None:
+            raise RuntimeError(_FREED)
+        for t in fn.inputs:
+            p = t._ctx
+            if p is not None:
+                if p in deps:
+                    deps[p] += 1
+                else:
+                    deps[p] = 1
+                    stack.append(p)
+    # what to capture for autograd.grad: non-leaf inputs are read when their Function runs
+    wanted_fns: dict[_t.Function, list[int]] = {}
+    if inputs is not None:
+        for i, t in enumerate(inputs):
+            if t._ctx is not None:
+                wanted_fns.setdefault(t._ctx, []).append(i)
+    captured: list[Any] = [None] * len(inputs or ())
+
+    # 2. Kahn's walk
+    ready = [fn for fn, n in deps.items() if n == 0]
+    prev_mode, prev_enabled = _t._create_graph, _t._grad_enabled
+    _t._create_graph, _t._grad_enabled = create_graph, create_graph
+    try:
+        while ready:
+            fn = ready.pop()
+            g = grads.pop(fn, None)
+            fn_inputs = fn.inputs
+            if g is None:  # nothing flows through this Function: just release its inputs
+                in_grads = (None,) * len(fn_inputs)
+            else:
+                if wanted_fns and fn in wanted_fns:
+                    for i in wanted_fns[fn]:
+                        captured[i] = g
+                if accumulate:
+                    out = fn._out()
+                    if out is not None and out._retains_grad:
+                        out.grad = _accumulate(out.grad, g, out, create_graph)
+                if create_graph and fn.twin is not None:
+                    in_grads = _twin_backward(fn, g)
+                else:
+                    in_grads = fn.backward(g)
+            for t, gi in zip(fn_inputs, in_grads):
+                p = t._ctx
+                if p is None:
+                    if gi is not None and t.requires_grad:
+                        grads[t] = gi if t not in grads else grads[t] + gi
+                    continue
+                if gi is not None:
+                    grads[p] = gi if p not in grads else grads[p] + gi
+                n = deps[p] - 1
+                deps[p] = n
+                if n == 0:
+                    ready.append(p)
+            if not retain_graph:
+                fn.release()
+    finally:
+        _t._create_graph, _t._grad_enabled = prev_mode, prev_enabled
+
+    # 3. leaves
+    if accumulate:
+        for leaf, g in grads.items():
+            if isinstance(leaf, Tensor):
+                leaf.grad = _accumulate(leaf.grad, g, leaf, create_graph)
+        return None
+    result = []
+    for i, t in enumerate(inputs or ()):
+        g = captured[i] if t._ctx is not None else grads.get(t)
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"grad: input {i} (shape {t.shape}) does not appear in the graph of the "
+                    "outputs; pass allow_unused=True to get None for it"
+                )
+            result.append(None)
+        else:
+            result.append(_as_grad_tensor(g, t))
+    return result
+
+
+def _accumulate(old: Tensor | None, g: Any, like: Tensor, create_graph: bool) -> Tensor:
+    """``.grad`` after adding ``g``: a new Tensor (earlier ``.grad`` objects are not mutated)."""
+    new = _as_grad_tensor(g, like)
+    if old is None:
+        return new
+    if create_graph or isinstance(g, Tensor):
+        return old + new
+    return _t._make(old.data + new.data)
+
+
+def _twin_backward(fn: _t.Function, gy: Tensor) -> list:
+    """Recorded backward of a fused op: differentiate its composed twin instead."""
+    xs = list(fn.inputs)
+    with enable_grad():
+        y = fn.twin(*xs)
+        needed = [x for x, n in zip(xs, fn.needs_grad) if n]
+        gs = run_backward([y], [gy], inputs=needed, create_graph=True, accumulate=False,
+                          allow_unused=True)  # fmt: skip
+    it = iter(gs)
+    return [next(it) if n else None for n in fn.needs_grad]
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, without touching ``.grad``.
+
+    With ``create_graph=True`` the returned gradients are themselves differentiable:
+
+    >>> import deltaprop as dp
+    >>> x = dp.tensor(2.0, requires_grad=True)
+    >>> (dx,) = dp.autograd.grad(x ** 3, x, create_graph=True)   # 3x^2 = 12
+    >>> (dxx,) = dp.autograd.grad(dx, x)                          # 6x = 12
+    >>> float(dx), float(dxx)
+    (12.0, 12.0)
+    """
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    for i, t in enumerate(ins):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: inputs[{i}] must be a Tensor, got {type(t).__name__}")
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: inputs[{i}] (shape {t.shape}) does not require grad")
+    if grad_outputs is None:
+        gos = [None] * len(outs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
+        gos = [grad_outputs]
+    else:
+        gos = list(grad_outputs)
+    if len(gos) != len(outs):
+        raise ValueError(f"grad: got {len(outs)} outputs but {len(gos)} grad_outputs")
+    res = run_backward(
+        outs,
+        gos,
+        inputs=ins,
+        retain_graph=retain_graph,
+        create_graph=create_graph,
+        accumulate=False,
+        allow_unused=allow_unused,
+    )
+    return tuple(res)
+
+
+# ----------------------------------------------------------------------------------------------
+# gradcheck
+# ----------------------------------------------------------------------------------------------
+
+
+class GradcheckError(RuntimeError):
+    """Raised by :func:`gradcheck` when analytic and numeric gradients disagree."""
+
+
+def gradcheck(
+    fn: Callable[..., Tensor],
+    inputs: Tensor | Sequence[Any],
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> bool:
+    """Check ``fn``'s backward against central finite differences, in float64.
+
+    Every floating input that requires grad is copied to float64. The output is projected on a
+    fixed random vector ``r`` (``L = sum(r * fn(*inputs))``), the analytic gradient of ``L`` comes
+    from backward, and each input element is perturbed by ``±eps`` to get
+    ``(L(x+eps) - L(x-eps)) / (2 eps)``. Returns True, or raises :class:`GradcheckError` naming the
+    input, the element index and both values.
+
+    >>> import deltaprop as dp
+    >>> x = dp.tensor([[0.5, -1.0]], dtype=dp.float64, requires_grad=True)
+    >>> dp.gradcheck(lambda a: a.tanh() * a, (x,))
+    True
+    """
+    if isinstance(inputs, Tensor):
+        inputs = (inputs,)
+    xs: list[Any] = []
+    for x in inputs:
+        if isinstance(x, Tensor) and x.requires_grad:
+            xs.append(_t._make(x.data.astype(np.float64), True))
+        else:
+            xs.append(x)
+    diff_idx = [i for i, x in enumerate(xs) if isinstance(x, Tensor) and x.requires_grad]
+    if not diff_idx:
+        raise ValueError("gradcheck: no input requires grad; nothing to check")
+
+    out = fn(*xs)
+    outs = [out] if isinstance(out, Tensor) else [o for o in out if isinstance(o, Tensor)]
+    rng = np.random.default_rng(seed)
+    rs = [rng.standard_normal(o.shape) for o in outs]
+
+    def projected() -> float:
+        with no_grad():
+            o = fn(*xs)
+        os_ = [o] if isinstance(o, Tensor) else [p for p in o if isinstance(p, Tensor)]
+        return float(sum(np.sum(r * p.data.astype(np.float64)) for r, p in zip(rs, os_)))
+
+    diff_outs = [o for o in outs if o.requires_grad]
+    if not diff_outs:
+        raise GradcheckError("gradcheck: the output does not depend on any input that requires grad")
+    analytic = grad(
+        diff_outs,
+        [xs[i] for i in diff_idx],
+        grad_outputs=[
+            _t._make(r.astype(o.dtype)) for r, o in zip(rs, outs) if o.requires_grad
+        ],
+        allow_unused=True,
+    )
+    for k, i in enumerate(diff_idx):
+        x = xs[i]
+        a = np.zeros(x.shape) if analytic[k] is None else analytic[k].data
+        flat = x.data.reshape(-1)
+        num = np.empty(flat.size)
+        for j in range(flat.size):
+            orig = flat[j]
+            flat[j] = orig + eps
+            fp = projected()
+            flat[j] = orig - eps
+            fm = projected()
+            flat[j] = orig
+            num[j] = (fp - fm) / (2 * eps)
+        num = num.reshape(x.shape)
+        bad = ~np.isclose(a, num, rtol=rtol, atol=atol)
+        if bad.any():
+            idx = tuple(int(v) for v in np.argwhere(bad)[0])
+            raise GradcheckError(
+                f"gradcheck: Jacobian mismatch for input {i} (shape {x.shape}) at element {idx}: "
+                f"analytic {a[idx]!r} vs numeric {num[idx]!r} "
+                f"(eps={eps}, atol={atol}, rtol={rtol}; {int(bad.sum())} of {bad.size} elements differ)"
+            )
+    return True

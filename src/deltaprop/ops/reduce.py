@@ -1,0 +1,264 @@
+"""Reductions over dims. ``dim``/``keepdim`` (PyTorch) or ``axis``/``keepdims`` (NumPy).
+
+sum     y = sum x            dy/dx_i = 1                 gx = gy broadcast back
+mean    y = sum x / N        dy/dx_i = 1/N               gx = gy / N broadcast back
+max     y = max x            the max gate: gy goes to the maximal element (ties: see below)
+var     y = sum (x-m)^2/(N-c) dy/dx_i = 2 (x_i - m)/(N-c)
+std     y = sqrt(var)        dy/dx_i = (x_i - m) / ((N-c) y)
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+import numpy as np
+
+from deltaprop.ops.dual import broadcast_to
+from deltaprop.ops.shape import normalize_dim
+from deltaprop.tensor import Function, Tensor, _make
+
+max_result = namedtuple("max", ["values", "indices"])
+min_result = namedtuple("min", ["values", "indices"])
+
+
+def _axes(x: Tensor, op: str, dim: Any, axis: Any) -> tuple[int, ...] | None:
+    if dim is not None and axis is not None:
+        raise TypeError(f"{op}: pass either dim or axis, not both")
+    d = dim if dim is not None else axis
+    if d is None:
+        return None
+    ds = tuple(d) if isinstance(d, (tuple, list)) else (d,)
+    axes = tuple(sorted({normalize_dim(i, x.ndim, op) for i in ds}))
+    if x.ndim == 0:
+        return ()
+    return axes
+
+
+def _keep(keepdim: bool, keepdims: Any) -> bool:
+    return bool(keepdims) if keepdims is not None else bool(keepdim)
+
+
+def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The output shape with reduced axes kept as size 1."""
+    if axes is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+def _reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The output shape with reduced axes dropped."""
+    if axes is None:
+        return ()
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def _count(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> int:
+    if axes is None:
+        return int(np.prod(shape)) if shape else 1
+    return int(np.prod([shape[i] for i in axes])) if axes else 1
+
+
+class Sum(Function):
+    """y = sum of x over axes.  dy/dx_i = 1: gx = gy broadcast back to x's shape."""
+
+    def __init__(self, axes: tuple[int, ...] | None, keepdims: bool) -> None:
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        return np.sum(x, axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        shape = self.inputs[0].shape
+        if not self.keepdims:
+            gy = gy.reshape(_kept_shape(shape, self.axes))
+        return (broadcast_to(gy, shape),)
+
+
+class Mean(Function):
+    """y = sum of x over axes / N.  dy/dx_i = 1/N."""
+
+    def __init__(self, axes: tuple[int, ...] | None, keepdims: bool) -> None:
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        self.n = _count(x.shape, self.axes)
+        return np.mean(x, axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        shape = self.inputs[0].shape
+        if not self.keepdims:
+            gy = gy.reshape(_kept_shape(shape, self.axes))
+        return (broadcast_to(gy / self.n, shape),)
+
+
+class MaxMin(Function):
+    """y = max (or min) of x over axes.
+
+    The max gate routes the whole upstream gradient to the maximal element. Which element, where
+    several tie: with ``dim`` given (``x.max(dim)``) the one whose index is returned (the first);
+    for a full reduction or ``amax`` it is shared equally among all tying elements (as PyTorch).
+    """
+
+    def __init__(self, axes: tuple[int, ...] | None, keepdims: bool, is_max: bool,
+                 index_dim: int | None = None) -> None:  # fmt: skip
+        self.axes, self.keepdims, self.is_max, self.index_dim = axes, keepdims, is_max, index_dim
+
+    def forward(self, x):
+        f = np.max if self.is_max else np.min
+        y = f(x, axis=self.axes, keepdims=True)
+        if self.index_dim is not None:  # route to the returned index (first occurrence)
+            arg = (np.argmax if self.is_max else np.argmin)(x, axis=self.index_dim, keepdims=True)
+            mask = np.zeros(x.shape, dtype=x.dtype)
+            np.put_along_axis(mask, arg, 1, axis=self.index_dim)
+            self.indices = arg
+        else:  # share among ties
+            hit = x == y
+            mask = hit / hit.sum(axis=self.axes, keepdims=True).astype(x.dtype)
+            mask = mask.astype(x.dtype, copy=False)
+        self.mask = mask
+        return y if self.keepdims else y.reshape(_reduced_shape(x.shape, self.axes))
+
+    def backward(self, gy):
+        shape = self.inputs[0].shape
+        if not self.keepdims:
+            gy = gy.reshape(_kept_shape(shape, self.axes))
+        return (gy * self.mask,)
+
+
+class Var(Function):
+    """y = sum (x - mean)^2 / (N - correction).  dy/dx_i = 2 (x_i - mean) / (N - correction)."""
+
+    def __init__(self, axes: tuple[int, ...] | None, keepdims: bool, correction: float) -> None:
+        self.axes, self.keepdims, self.correction = axes, keepdims, correction
+
+    def forward(self, x):
+        self.n = _count(x.shape, self.axes)
+        return np.var(x, axis=self.axes, keepdims=self.keepdims, ddof=self.correction)
+
+    def backward(self, gy):
+        (x,) = self.saved_inputs()
+        if not self.keepdims:
+            gy = gy.reshape(_kept_shape(x.shape, self.axes))
+        xc = x - x.mean(axis=self.axes, keepdims=True)
+        return (gy * xc * (2.0 / (self.n - self.correction)),)
+
+
+class Std(Function):
+    """y = sqrt(var).  dy/dx_i = (x_i - mean) / ((N - correction) y)."""
+
+    def __init__(self, axes: tuple[int, ...] | None, keepdims: bool, correction: float) -> None:
+        self.axes, self.keepdims, self.correction = axes, keepdims, correction
+
+    def forward(self, x):
+        self.n = _count(x.shape, self.axes)
+        return np.std(x, axis=self.axes, keepdims=self.keepdims, ddof=self.correction)
+
+    def backward(self, gy):
+        (x,) = self.saved_inputs()
+        y = self.saved_output()
+        shape = _kept_shape(x.shape, self.axes)
+        if not self.keepdims:
+            gy = gy.reshape(shape)
+            y = y.reshape(shape)
+        xc = x - x.mean(axis=self.axes, keepdims=True)
+        return (gy * xc / (y * (self.n - self.correction)),)
+
+
+# ----------------------------------------------------------------------------------------------
+# functions
+# ----------------------------------------------------------------------------------------------
+
+
+def sum(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
+        keepdims: Any = None) -> Tensor:  # fmt: skip
+    """Sum over ``dim`` (all elements by default)."""
+    return Sum(_axes(x, "sum", dim, axis), _keep(keepdim, keepdims)).apply(x)
+
+
+def mean(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
+         keepdims: Any = None) -> Tensor:  # fmt: skip
+    """Mean over ``dim`` (all elements by default)."""
+    if x.dtype.kind != "f":
+        raise TypeError(f"mean: expected a floating point tensor, got dtype {x.dtype}")
+    return Mean(_axes(x, "mean", dim, axis), _keep(keepdim, keepdims)).apply(x)
+
+
+def _max_min(x: Tensor, dim: Any, keepdim: bool, axis: Any, keepdims: Any, is_max: bool) -> Any:
+    op = "max" if is_max else "min"
+    if x.data.size == 0:
+        raise ValueError(f"{op}: expected a non-empty tensor, got shape {x.shape}")
+    d = dim if dim is not None else axis
+    keep = _keep(keepdim, keepdims)
+    if d is None:
+        return MaxMin(None, keep, is_max).apply(x)
+    if isinstance(d, (tuple, list)):  # numpy-style multi-axis: values only
+        return MaxMin(_axes(x, op, d, None), keep, is_max).apply(x)
+    ax = normalize_dim(d, x.ndim, op)
+    fn = MaxMin((ax,), keep, is_max, index_dim=ax)
+    values = fn.apply(x)
+    idx = fn.indices if keep else np.squeeze(fn.indices, axis=ax)
+    result = max_result if is_max else min_result
+    return result(values, _make(idx.astype(np.int64)))
+
+
+def max(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
+        keepdims: Any = None) -> Any:  # fmt: skip
+    """Maximum: a scalar tensor, or with ``dim`` the named tuple ``(values, indices)``."""
+    return _max_min(x, dim, keepdim, axis, keepdims, True)
+
+
+def min(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
+        keepdims: Any = None) -> Any:  # fmt: skip
+    """Minimum: a scalar tensor, or with ``dim`` the named tuple ``(values, indices)``."""
+    return _max_min(x, dim, keepdim, axis, keepdims, False)
+
+
+def amax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Maximum values over ``dim``; the gradient is shared equally among ties."""
+    return MaxMin(_axes(x, "amax", dim, None), keepdim, True).apply(x)
+
+
+def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    return MaxMin(_axes(x, "amin", dim, None), keepdim, False).apply(x)
+
+
+def _correction(unbiased: Any, correction: Any) -> float:
+    if correction is not None:
+        return float(correction)
+    if unbiased is not None:
+        return 1.0 if unbiased else 0.0
+    return 1.0
+
+
+def var(x: Tensor, dim: Any = None, keepdim: bool = False, *, unbiased: Any = None,
+        correction: Any = None, axis: Any = None, keepdims: Any = None) -> Tensor:  # fmt: skip
+    """Variance, unbiased by default (``correction=1``; ``unbiased=False`` gives 0)."""
+    if isinstance(dim, bool):  # torch's var(x, unbiased) positional form
+        unbiased, dim = dim, None
+    c = _correction(unbiased, correction)
+    return Var(_axes(x, "var", dim, axis), _keep(keepdim, keepdims), c).apply(x)
+
+
+def std(x: Tensor, dim: Any = None, keepdim: bool = False, *, unbiased: Any = None,
+        correction: Any = None, axis: Any = None, keepdims: Any = None) -> Tensor:  # fmt: skip
+    """Standard deviation, unbiased by default."""
+    if isinstance(dim, bool):
+        unbiased, dim = dim, None
+    c = _correction(unbiased, correction)
+    return Std(_axes(x, "std", dim, axis), _keep(keepdim, keepdims), c).apply(x)
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    if dim is None:
+        return _make(np.asarray(np.argmax(x.data), dtype=np.int64))
+    d = normalize_dim(dim, x.ndim, "argmax")
+    return _make(np.argmax(x.data, axis=d, keepdims=keepdim).astype(np.int64))
+
+
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    if dim is None:
+        return _make(np.asarray(np.argmin(x.data), dtype=np.int64))
+    d = normalize_dim(dim, x.ndim, "argmin")
+    return _make(np.argmin(x.data, axis=d, keepdims=keepdim).astype(np.int64))
+
