@@ -1,0 +1,51 @@
+"""The ``deltaprop`` command line: ``train``, ``evaluate``, ``predict``, ``explain``, ``graph``.
+
+Each feature package registers its own subcommands (``deltaprop.training.commands`` and
+``deltaprop.explain.commands``); this module only dispatches. A user error (bad argument, missing
+file, a model that does not fit the data) raises :class:`CommandError`, printed as one sentence
+with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one clear sentence, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deltaprop import __version__
+    from deltaprop.explain.commands import add_commands as add_explain
+    from deltaprop.training.commands import add_commands as add_training
+
+    parser = argparse.ArgumentParser(
+        prog="deltaprop",
+        description="Train, evaluate and explain neural networks with deltaprop.",
+    )
+    parser.add_argument("--version", action="version", version=f"deltaprop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_training(sub)
+    add_explain(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as e:
+        print(f"deltaprop {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"deltaprop {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
