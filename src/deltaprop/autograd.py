@@ -125,6 +125,7 @@ def run_backward(
 
     # 2. Kahn's walk
     ready = [fn for fn, n in deps.items() if n == 0]
+    done: list[_t.Function] = []
     prev_mode, prev_enabled = _t._create_graph, _t._grad_enabled
     _t._create_graph, _t._grad_enabled = create_graph, create_graph
     try:
@@ -159,7 +160,12 @@ def run_backward(
                 if n == 0:
                     ready.append(p)
             if not retain_graph:
-                fn.release()
+                if create_graph:  # recorded formulas may still read outputs: release at the end
+                    done.append(fn)
+                else:
+                    fn.release()
+        for fn in done:
+            fn.release()
     finally:
         _t._create_graph, _t._grad_enabled = prev_mode, prev_enabled
 
@@ -300,20 +306,19 @@ def gradcheck(
     rs = [rng.standard_normal(o.shape) for o in outs]
 
     def projected() -> float:
-        with no_grad():
-            o = fn(*xs)
+        o = fn(*xs)  # not under no_grad: fn may itself differentiate (higher-order checks)
         os_ = [o] if isinstance(o, Tensor) else [p for p in o if isinstance(p, Tensor)]
         return float(sum(np.sum(r * p.data.astype(np.float64)) for r, p in zip(rs, os_)))
 
     diff_outs = [o for o in outs if o.requires_grad]
     if not diff_outs:
-        raise GradcheckError("gradcheck: the output does not depend on any input that requires grad")
+        raise GradcheckError(
+            "gradcheck: the output does not depend on any input that requires grad"
+        )
     analytic = grad(
         diff_outs,
         [xs[i] for i in diff_idx],
-        grad_outputs=[
-            _t._make(r.astype(o.dtype)) for r, o in zip(rs, outs) if o.requires_grad
-        ],
+        grad_outputs=[_t._make(r.astype(o.dtype)) for r, o in zip(rs, outs) if o.requires_grad],
         allow_unused=True,
     )
     for k, i in enumerate(diff_idx):
@@ -336,6 +341,7 @@ def gradcheck(
             raise GradcheckError(
                 f"gradcheck: Jacobian mismatch for input {i} (shape {x.shape}) at element {idx}: "
                 f"analytic {a[idx]!r} vs numeric {num[idx]!r} "
-                f"(eps={eps}, atol={atol}, rtol={rtol}; {int(bad.sum())} of {bad.size} elements differ)"
+                f"(eps={eps}, atol={atol}, rtol={rtol}; "
+                f"{int(bad.sum())} of {bad.size} elements differ)"
             )
     return True

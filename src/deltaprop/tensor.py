@@ -89,7 +89,7 @@ int32 = np.dtype(np.int32)
 int64 = np.dtype(np.int64)
 uint8 = np.dtype(np.uint8)
 bool_ = np.dtype(np.bool_)
-half, float, double, long, int = float16, float32, float64, int64, int32  # torch aliases
+half, double, long = float16, float64, int64  # torch aliases (not `float`/`int`: builtins)
 
 _SUPPORTED_KINDS = "fiub"  # float, signed int, unsigned int, bool
 
@@ -150,7 +150,7 @@ class Function:
     work for fused ops too.
     """
 
-    __slots__ = ("inputs", "needs_grad", "_out", "__dict__")
+    __slots__ = ("inputs", "needs_grad", "_out", "_y", "__dict__")
     twin = None
 
     def apply(self, *inputs: Tensor) -> Tensor:
@@ -163,7 +163,8 @@ class Function:
                     self.inputs = inputs
                     self.needs_grad = tuple([t.requires_grad for t in inputs])
                     out = _make(y, True, self)
-                    self._out = weakref.ref(out)
+                    self._out = weakref.ref(out)  # weak: no reference cycle
+                    self._y = y  # the output array (its tensor may be gone before backward)
                     return out
         return _make(y)
 
@@ -182,13 +183,13 @@ class Function:
 
     def saved_output(self) -> Any:
         """The output: an array, or the output Tensor while the backward pass is recorded."""
-        out = self._out()
-        return out if _create_graph else out.data
+        return self._out() if _create_graph else self._y
 
     def release(self) -> None:
         """Drop the saved buffers and the links to the inputs (after a backward pass)."""
         self.__dict__.clear()
         self.inputs = None
+        self._y = None
 
     @property
     def name(self) -> str:
@@ -319,7 +320,9 @@ class Tensor:
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep it)."""
         if not self.requires_grad:
-            raise RuntimeError("retain_grad: can't retain_grad on a tensor that has requires_grad=False")
+            raise RuntimeError(
+                "retain_grad: can't retain_grad on a tensor that has requires_grad=False"
+            )
         self._retains_grad = True
 
     @property
@@ -340,7 +343,11 @@ class Tensor:
         from deltaprop.autograd import run_backward
 
         run_backward(
-            [self], [gradient], retain_graph=retain_graph, create_graph=create_graph, accumulate=True
+            [self],
+            [gradient],
+            retain_graph=retain_graph,
+            create_graph=create_graph,
+            accumulate=True,
         )
 
     def detach(self) -> Tensor:
@@ -623,16 +630,24 @@ class Tensor:
         return _sm.log_softmax(self, dim)
 
     # -- reductions (ops/reduce.py) ----------------------------------------------------------
-    def sum(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None) -> Tensor:
+    def sum(
+        self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None
+    ) -> Tensor:
         return _red.sum(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def mean(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None) -> Tensor:
+    def mean(
+        self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None
+    ) -> Tensor:
         return _red.mean(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def max(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None) -> Any:
+    def max(
+        self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None
+    ) -> Any:
         return _red.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def min(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None) -> Any:
+    def min(
+        self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None
+    ) -> Any:
         return _red.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
@@ -641,15 +656,13 @@ class Tensor:
     def amin(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         return _red.amin(self, dim, keepdim)
 
-    def var(self, dim: Any = None, keepdim: bool = False, *, unbiased: Any = None, correction: Any = None,
-            axis: Any = None, keepdims: Any = None) -> Tensor:  # fmt: skip
-        return _red.var(self, dim, keepdim, unbiased=unbiased, correction=correction, axis=axis,
-                        keepdims=keepdims)  # fmt: skip
+    def var(self, dim: Any = None, keepdim: bool = False, **kwargs: Any) -> Tensor:
+        """Keyword options: unbiased, correction (default 1), axis, keepdims."""
+        return _red.var(self, dim, keepdim, **kwargs)
 
-    def std(self, dim: Any = None, keepdim: bool = False, *, unbiased: Any = None, correction: Any = None,
-            axis: Any = None, keepdims: Any = None) -> Tensor:  # fmt: skip
-        return _red.std(self, dim, keepdim, unbiased=unbiased, correction=correction, axis=axis,
-                        keepdims=keepdims)  # fmt: skip
+    def std(self, dim: Any = None, keepdim: bool = False, **kwargs: Any) -> Tensor:
+        """Keyword options: unbiased, correction (default 1), axis, keepdims."""
+        return _red.std(self, dim, keepdim, **kwargs)
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         return _red.argmax(self, dim, keepdim)

@@ -57,7 +57,20 @@ class BinaryOp(Function):
     def apply(self, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
         if a.data.shape != b.data.shape:
             _check_broadcast(self.op, a, b)
+        if a.data.dtype != b.data.dtype:
+            a, b = _promote(a, b)
         return Function.apply(self, a, b)
+
+
+def _promote(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """PyTorch's rule where it differs from NumPy's: a float tensor combined with an integer or
+    bool tensor keeps the float dtype (NumPy would make float32 with int64 float64)."""
+    fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
+    if fa and not fb:
+        return a, cast(b, a.dtype)
+    if fb and not fa:
+        return cast(a, b.dtype), b
+    return a, b
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,7 +204,7 @@ def mul(a: Any, b: Any) -> Tensor:
 def div(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
     if a.dtype.kind != "f" and b.dtype.kind != "f":  # true division of integers -> float32
-        a = cast(a, float32)
+        a, b = cast(a, float32), cast(b, float32)
     return Div().apply(a, b)
 
 

@@ -57,7 +57,9 @@ def matmul(a: Any, b: Any) -> Tensor:
         )
     if a.ndim > 2 or b.ndim > 2:
         try:
-            np.broadcast_shapes(a.shape[:-2] if a.ndim > 1 else (), b.shape[:-2] if b.ndim > 1 else ())
+            np.broadcast_shapes(
+                a.shape[:-2] if a.ndim > 1 else (), b.shape[:-2] if b.ndim > 1 else ()
+            )
         except ValueError:
             raise ValueError(
                 f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast"

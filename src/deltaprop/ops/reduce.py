@@ -141,7 +141,8 @@ class Var(Function):
         if not self.keepdims:
             gy = gy.reshape(_kept_shape(x.shape, self.axes))
         xc = x - x.mean(axis=self.axes, keepdims=True)
-        return (gy * xc * (2.0 / (self.n - self.correction)),)
+        dof = self.n - self.correction  # 0 degrees of freedom: inf scale, NaN result, as torch
+        return (gy * xc * (2.0 / dof if dof else float("inf")),)
 
 
 class Std(Function):
@@ -261,4 +262,3 @@ def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
         return _make(np.asarray(np.argmin(x.data), dtype=np.int64))
     d = normalize_dim(dim, x.ndim, "argmin")
     return _make(np.argmin(x.data, axis=d, keepdims=keepdim).astype(np.int64))
-

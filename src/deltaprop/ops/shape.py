@@ -15,7 +15,7 @@ import numpy as np
 
 from deltaprop.ops.dual import permute as dual_permute
 from deltaprop.ops.dual import scatter_add, selects_once, sum_to
-from deltaprop.tensor import Function, Tensor, _make
+from deltaprop.tensor import Function, Tensor
 
 
 class DimError(IndexError, ValueError):
@@ -97,7 +97,7 @@ class GetItem(Function):
 
 
 class IndexAdd(Function):
-    """y = zeros(shape) with x added at index (the backward of getitem, recorded).  gx = gy[index]."""
+    """y = zeros(shape) with x added at index (getitem's backward, recorded).  gx = gy[index]."""
 
     def __init__(self, shape: tuple[int, ...], index: Any) -> None:
         self.shape, self.index = shape, index
@@ -294,7 +294,10 @@ def cat(tensors: Any, dim: int = 0) -> Tensor:
     ts = _tensors("cat", tensors)
     d = normalize_dim(dim, ts[0].ndim, "cat")
     for i, t in enumerate(ts):
-        if t.ndim != ts[0].ndim or t.shape[:d] + t.shape[d + 1 :] != ts[0].shape[:d] + ts[0].shape[d + 1 :]:
+        if (
+            t.ndim != ts[0].ndim
+            or t.shape[:d] + t.shape[d + 1 :] != ts[0].shape[:d] + ts[0].shape[d + 1 :]
+        ):
             raise ValueError(
                 f"cat: sizes must match except in dimension {d}, but tensor 0 has shape "
                 f"{ts[0].shape} and tensor {i} has shape {t.shape}"
