@@ -232,9 +232,7 @@ def _split_sizes(n: int, lengths: Sequence[int | float]) -> list[int]:
     """Subset sizes for ``random_split``: integers as given, or fractions turned into counts."""
     if len(lengths) == 0:
         raise ValueError("random_split: lengths must not be empty")
-    all_ints = all(
-        isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in lengths
-    )
+    all_ints = all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in lengths)
     if all_ints:
         sizes = [int(x) for x in lengths]
         if any(s < 0 for s in sizes):

@@ -57,7 +57,10 @@ class DatasetSplits:
     name: str
 
     def __post_init__(self) -> None:
-        for split, X, y in (("train", self.X_train, self.y_train), ("test", self.X_test, self.y_test)):
+        for split, X, y in (
+            ("train", self.X_train, self.y_train),
+            ("test", self.X_test, self.y_test),
+        ):
             if X.shape[0] != y.shape[0]:
                 raise DatasetError(
                     f"{self.name}: {split} split has {X.shape[0]} samples but {y.shape[0]} labels"

@@ -46,9 +46,10 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0) -> DatasetSplits:
 
     The split is stratified and seeded: with the defaults the test split holds
     ``ceil(0.2 * 1797) = 360`` images, 35 to 37 of each digit (each class's share of 360,
-    rounded by largest remainder), chosen by :func:`~deltaprop.datasets.base.stable_permutation` with seed 0, which
-    is the same in every NumPy version; both splits keep the file's order. Other
-    ``test_fraction``/``seed`` values give other splits of the same kind.
+    rounded by largest remainder), chosen by
+    :func:`~deltaprop.datasets.base.stable_permutation` with seed 0, which is the same in
+    every NumPy version; both splits keep the file's order. Other ``test_fraction``/``seed``
+    values give other splits of the same kind.
 
     >>> splits = load_digits()
     >>> splits.X_train.shape, splits.X_test.shape, splits.num_classes

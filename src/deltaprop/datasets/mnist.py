@@ -139,14 +139,17 @@ def load_idx_dataset(
     timeout: float = 10.0,
 ) -> DatasetSplits:
     """Load an MNIST-style dataset described by ``info`` from ``data_dir``."""
-    directory = Path(data_dir).expanduser() if data_dir is not None else default_data_dir() / info.name
+    directory = (
+        Path(data_dir).expanduser() if data_dir is not None else default_data_dir() / info.name
+    )
     paths = {base: find_idx_file(directory, base) for base in IDX_FILES}
     missing = [base for base, path in paths.items() if path is None]
     failures: list[str] = []
     if missing and download:
+        unreachable: set[str] = set()  # mirrors that could not be contacted: not retried
         for base in missing:
             try:
-                paths[base] = download_file(info, base + ".gz", directory, timeout)
+                paths[base] = download_file(info, base + ".gz", directory, timeout, unreachable)
             except DatasetError as exc:
                 failures.append(str(exc))
         missing = [base for base, path in paths.items() if path is None]
@@ -217,21 +220,39 @@ def _fetch(url: str, timeout: float) -> bytes:
         raise OSError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def download_file(info: IdxDatasetInfo, filename: str, directory: Path, timeout: float) -> Path:
+def download_file(
+    info: IdxDatasetInfo,
+    filename: str,
+    directory: Path,
+    timeout: float,
+    unreachable: set[str] | None = None,
+) -> Path:
     """Download ``filename`` from the first mirror that serves it with the official MD5.
 
-    The file is written to ``directory`` only after its checksum matched.
+    The file is written to ``directory`` only after its checksum matched. Mirrors in
+    ``unreachable`` are skipped, and a mirror that cannot be contacted (no answer, as opposed
+    to an HTTP error) is added to it, so that an offline machine waits once per mirror, not
+    once per file.
 
     Raises:
         DatasetError: no mirror gave the file with the right checksum; the message lists why.
     """
+    import urllib.error
+
     expected_md5 = info.md5[filename]
+    if unreachable is None:
+        unreachable = set()
     reasons = []
     for mirror in info.mirrors:
         url = mirror + filename
+        if mirror in unreachable:
+            reasons.append(f"{url}: skipped, {mirror} did not answer before")
+            continue
         try:
             body = _fetch(url, timeout)
         except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
+            if not isinstance(exc, urllib.error.HTTPError):
+                unreachable.add(mirror)
             reasons.append(f"{url}: {getattr(exc, 'reason', exc)}")
             continue
         digest = hashlib.md5(body).hexdigest()

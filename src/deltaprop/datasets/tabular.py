@@ -75,9 +75,8 @@ def load_csv(
         X_train, y_train = train.features[train_rows], train_targets[train_rows]
         X_test, y_test = train.features[test_rows], train_targets[test_rows]
     else:
-        test_label_column = label_column if label_column is not None else train.label_index
         test = read_csv_table(
-            test_path, label_column=test_label_column, header=header, delimiter=delimiter
+            test_path, label_column=label_column, header=header, delimiter=delimiter
         )
         if test.features.shape[1] != train.features.shape[1]:
             raise DatasetError(
@@ -126,7 +125,9 @@ def read_csv_table(
     labels = [row[label_index] for row in rows]
     for line, label in zip(line_numbers, labels):
         if label == "":
-            raise DatasetError(f"{path}, line {line}: the label (column {label_index + 1}) is empty")
+            raise DatasetError(
+                f"{path}, line {line}: the label (column {label_index + 1}) is empty"
+            )
     return CsvTable(path, names, features, labels, line_numbers, label_index)
 
 
@@ -186,9 +187,7 @@ def _label_index(
                 "header row (pass an index, or header=True)"
             )
         if label_column not in names:
-            raise DatasetError(
-                f"{path}: no column named {label_column!r}; the columns are {names}"
-            )
+            raise DatasetError(f"{path}: no column named {label_column!r}; the columns are {names}")
         return names.index(label_column)
     if not -width <= label_column < width:
         raise DatasetError(
