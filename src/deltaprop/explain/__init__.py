@@ -1,0 +1,54 @@
+"""``deltaprop.explain``: worked examples of backpropagation, produced and verified by the engine.
+
+>>> from deltaprop.explain import trace_circuit
+>>> tr = trace_circuit("q = x + y; f = q * z", {"x": -2, "y": 5, "z": -4})
+>>> tr.node("f").value, tr.node("x").grad, tr.node("z").grad
+(-12.0, -4.0, 3.0)
+
+* :func:`trace` explains SGD steps of a ``Sequential`` of ``Linear`` + activation modules;
+* :func:`load_spec` / :func:`explain_file` read a TOML spec (``examples/explain/*.toml``);
+* every trace renders itself: ``to_text()``, ``to_markdown()``, ``to_latex()``, ``to_html()``,
+  ``to_json()``, and as HTML in Jupyter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deltaprop.explain.circuit import CircuitTrace, trace_circuit, trace_circuit_spec
+from deltaprop.explain.render import FORMATS, render, to_dict
+from deltaprop.explain.spec import CircuitSpec, NetworkSpec, SpecError, load_spec, parse_spec
+from deltaprop.explain.trace import NetworkTrace, trace, trace_spec
+
+
+def explain_spec(
+    spec: NetworkSpec | CircuitSpec, verify: bool = False
+) -> NetworkTrace | CircuitTrace:
+    """Run a parsed spec on the engine (``verify``: also check gradients by finite differences)."""
+    if isinstance(spec, CircuitSpec):
+        return trace_circuit_spec(spec)
+    return trace_spec(spec, verify=verify)
+
+
+def explain_file(path: str | Path, verify: bool = False) -> NetworkTrace | CircuitTrace:
+    """Load a spec file and run it: ``explain_file("examples/explain/sigmoid-neuron.toml")``."""
+    return explain_spec(load_spec(path), verify=verify)
+
+
+__all__ = [
+    "trace",
+    "trace_spec",
+    "trace_circuit",
+    "explain_spec",
+    "explain_file",
+    "load_spec",
+    "parse_spec",
+    "render",
+    "to_dict",
+    "FORMATS",
+    "NetworkTrace",
+    "CircuitTrace",
+    "NetworkSpec",
+    "CircuitSpec",
+    "SpecError",
+]

@@ -1,0 +1,36 @@
+"""``deltaprop.viz``: pictures of backpropagation.
+
+:func:`graph` returns the DOT text of the computational graph that produced a tensor (one node
+per op with its name, output shape, value, gradient and local gradient rule); :func:`render_dot`
+turns it into SVG/PNG with Graphviz's ``dot`` when it is installed.
+
+>>> import deltaprop as dp
+>>> from deltaprop import viz
+>>> a = dp.tensor(3.0, requires_grad=True)
+>>> "Mul" in viz.graph(a * a, backward=True)
+True
+"""
+
+from deltaprop.viz.graph import (
+    INSTALL_HINT,
+    GraphFreedError,
+    GraphvizNotFound,
+    dot_available,
+    gate_name,
+    graph,
+    local_rule,
+    render_dot,
+    retain_grads,
+)
+
+__all__ = [
+    "graph",
+    "retain_grads",
+    "render_dot",
+    "dot_available",
+    "local_rule",
+    "gate_name",
+    "GraphFreedError",
+    "GraphvizNotFound",
+    "INSTALL_HINT",
+]
