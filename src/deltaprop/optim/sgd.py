@@ -1,0 +1,134 @@
+"""Stochastic gradient descent, with PyTorch's momentum, dampening, Nesterov and weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from deltaprop.optim.optimizer import Optimizer, _check_flags
+from deltaprop.tensor import _make
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent (optionally with momentum), PyTorch's update rule.
+
+    For each parameter ``p`` with gradient ``g`` (``mu`` momentum, ``tau`` dampening,
+    ``lambda`` weight decay, ``eta`` the learning rate)::
+
+        g <- -g                                   if maximize
+        g <- g + lambda * p                       if weight_decay != 0
+        if mu != 0:
+            b <- g                                at the first step (b is the momentum_buffer)
+            b <- mu * b + (1 - tau) * g           afterwards
+            g <- g + mu * b                       if nesterov
+            g <- b                                otherwise
+        p <- p - eta * g
+
+    Without momentum this is the backprop notes' rule ``w <- w - eta * dE/dw``. Updates are in
+    place on ``p.data`` (float32 stays float32).
+
+    >>> import deltaprop as dp
+    >>> from deltaprop import nn, optim
+    >>> w = nn.Parameter(dp.tensor([1.0, -2.0]))
+    >>> opt = optim.SGD([w], lr=0.1, momentum=0.9)
+    >>> (w * w).sum().backward()            # g = 2w = [2, -4]
+    >>> opt.step()
+    >>> w.tolist()
+    [0.800000011920929, -1.600000023841858]
+    """
+
+    _records_steps = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        _check_flags("SGD", differentiable, fused, False)
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
+        super().__init__(params, defaults)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One SGD update of every parameter that has a gradient (see the class docstring)."""
+        loss = self._closure_loss(closure)
+        self._step_called = True
+        for group in self.param_groups:
+            lr = float(group["lr"])
+            momentum = float(group["momentum"])
+            dampening = float(group["dampening"])
+            weight_decay = float(group["weight_decay"])
+            nesterov = bool(group["nesterov"])
+            maximize = bool(group["maximize"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.data
+                g = p.grad.data
+                owned = False  # whether g is a temporary of ours (safe to modify in place)
+                if weight_decay != 0:
+                    t = d * weight_decay
+                    if maximize:
+                        t -= g
+                    else:
+                        t += g
+                    g, owned = t, True
+                elif maximize:
+                    g, owned = np.negative(g), True
+                if momentum != 0:
+                    state = self.state[p]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = _make(g if owned else g.copy())
+                        state["momentum_buffer"] = buf
+                        owned = False  # g is now the buffer itself
+                        b = buf.data
+                    else:
+                        b = buf.data
+                        b *= momentum
+                        if dampening == 0:
+                            b += g
+                        else:
+                            b += (1 - dampening) * g
+                    if nesterov:
+                        t = b * momentum
+                        t += g
+                        g, owned = t, True
+                    else:
+                        g, owned = b, False
+                if owned:
+                    g *= lr
+                    d -= g
+                else:
+                    d -= lr * g
+        return loss
