@@ -1,0 +1,130 @@
+"""The fully connected (affine) layer ``y = x W^T + b`` as one fused op, and shared error types.
+
+Shapes: ``x (..., in)``, ``W (out, in)``, ``b (out,)`` give ``y (..., out)``. With the batch dims
+flattened, ``X (M, in)`` and the upstream gradient ``gY (M, out)``:
+
+    gX = gY W              (M, out) @ (out, in)
+    gW = gY^T X            (out, M) @ (M, in)
+    gb = sum_rows gY       (out,)
+
+In the notation of the backprop notes, row m of ``gY`` holds the error terms ``delta_j`` of sample
+m, so ``gW[j, i] = sum_m delta_j o_i`` and ``gb[j] = sum_m delta_j``; ``gX = gY W`` is how the
+deltas flow back through the same weights that carried the activations forward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deltaprop.ops.elementwise import as_tensor
+from deltaprop.tensor import Function, Tensor
+
+# ----------------------------------------------------------------------------------------------
+# errors shared by the nn.functional ops (activation, linear, norm, loss, dropout)
+# ----------------------------------------------------------------------------------------------
+
+
+class ShapeError(ValueError, RuntimeError):
+    """Incompatible shapes: a ValueError, and a RuntimeError as PyTorch raises for them."""
+
+
+class DTypeError(TypeError, RuntimeError):
+    """An unsupported or mismatched dtype: a TypeError, and a RuntimeError as PyTorch raises."""
+
+
+class InvalidArgumentError(ValueError, RuntimeError):
+    """A bad argument value where PyTorch raises RuntimeError: also a ValueError."""
+
+
+def check_float(op: str, name: str, t: Tensor) -> None:
+    """Raise :class:`DTypeError` unless ``t`` has a floating dtype."""
+    if t.dtype.kind != "f":
+        raise DTypeError(f"{op}: {name} must be a floating point tensor, got dtype {t.dtype}")
+
+
+def check_same_dtype(op: str, x: Tensor, name: str, other: Tensor) -> None:
+    """Raise :class:`DTypeError` unless ``other`` has ``x``'s dtype (no silent promotion)."""
+    if other.dtype != x.dtype:
+        raise DTypeError(
+            f"{op}: {name} has dtype {other.dtype} but the input has dtype {x.dtype}; "
+            "convert one of them (e.g. .float() or .double())"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# linear
+# ----------------------------------------------------------------------------------------------
+
+
+class Linear(Function):
+    """y = x W^T + b.  gx = gy W,  gW = gy^T x,  gb = sum_rows gy  (batch dims flattened).
+
+    Inputs are ``(x, W)`` or ``(x, W, b)``. The backward formula uses only ``@``, ``.T``,
+    ``reshape`` and ``sum``, so it also runs on Tensors (double backward needs no twin).
+    """
+
+    def forward(self, x, w, b=None):
+        x2 = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+        y = np.matmul(x2, w.T)  # BLAS reads the transposed weight in place: no copy
+        if b is not None:
+            y += b
+        return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (w.shape[0],))
+
+    def backward(self, gy):
+        xs = self.saved_inputs()
+        x, w = xs[0], xs[1]
+        n_out, n_in = w.shape
+        g2 = gy if gy.ndim == 2 else gy.reshape((-1, n_out))
+        gx = gw = gb = None
+        if self.needs_grad[0]:
+            gx = g2 @ w
+            if x.ndim != 2:
+                gx = gx.reshape(x.shape)
+        if self.needs_grad[1]:
+            x2 = x if x.ndim == 2 else x.reshape((-1, n_in))
+            gw = g2.T @ x2
+        if len(xs) == 3 and self.needs_grad[2]:
+            gb = g2.sum(axis=0)
+        return (gx, gw) if len(xs) == 2 else (gx, gw, gb)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Affine map ``y = x W^T + b`` over the last dim, as ``torch.nn.functional.linear``.
+
+    ``x`` is ``(..., in_features)``, ``weight`` ``(out_features, in_features)``, ``bias``
+    ``(out_features,)`` or None; the result is ``(..., out_features)``.
+
+    >>> import deltaprop as dp
+    >>> from deltaprop.nn import functional as F
+    >>> x = dp.tensor([[1.0, 2.0]])
+    >>> w = dp.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, -1.0]])
+    >>> F.linear(x, w, dp.tensor([0.5, 0.0, 0.0]))
+    tensor([[ 1.5,  3. , -2. ]])
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    check_float("linear", "input", x)
+    check_float("linear", "weight", weight)
+    if weight.ndim != 2:
+        raise ShapeError(
+            f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}"
+        )
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ShapeError(
+            f"linear: input shape {x.shape} and weight shape {weight.shape} cannot be multiplied: "
+            f"the input's last dim must equal weight.shape[1] = {weight.shape[1]} "
+            "(weight is (out_features, in_features))"
+        )
+    check_same_dtype("linear", x, "weight", weight)
+    if bias is None:
+        return Linear().apply(x, weight)
+    bias = as_tensor(bias)
+    if bias.shape != (weight.shape[0],):
+        raise ShapeError(
+            f"linear: bias shape {bias.shape} does not match out_features: expected "
+            f"({weight.shape[0]},) for weight shape {weight.shape}"
+        )
+    check_same_dtype("linear", x, "bias", bias)
+    return Linear().apply(x, weight, bias)
+
+
+__all__ = ["linear", "Linear", "ShapeError", "DTypeError", "InvalidArgumentError"]
