@@ -1,0 +1,480 @@
+"""2-D convolution by im2col: every receptive field unrolled into a column, then one GEMM.
+
+Shapes (PyTorch's): input x (N, C, H, W), weight (K, C/groups, kh, kw), bias (K,), output
+(N, K, Ho, Wo) with, per spatial axis (padding p_lo + p_hi, dilation d, stride s),
+
+    Ho = floor((H + p_lo + p_hi - d (kh - 1) - 1) / s) + 1
+
+Forward (cross-correlation, as every deep-learning framework computes it)::
+
+    y[n, k, i, j] = b[k] + sum_{c, u, v} w[k, c, u, v] * xpad[n, c, s i + d u, s j + d v]
+
+im2col writes the receptive fields as the columns of ``cols`` (C*kh*kw, Ho*Wo*N), the kernels as
+the rows of ``W`` (K, C*kh*kw); then ``Y = W @ cols`` is the whole convolution. Backward, with
+``G`` the upstream gradient laid out like Y (K, Ho*Wo*N)::
+
+    dL/dW = G @ cols^T                     (K, C*kh*kw)
+    dL/db = G summed over batch and positions
+    dL/dx = col2im(W^T @ G)                each column scattered back to its receptive field;
+                                           overlapping fields add up
+
+Memory layout inside the op (measured in ``benchmarks/conv_layouts.py``), one of two:
+
+* batch innermost: the padded input is held as (C, Hp, Wp, N) and the columns as (C*kh*kw,
+  Ho*Wo*N), so each of the kh*kw im2col copies and col2im adds moves runs of N contiguous values
+  (2-4x faster than NCHW slices when output rows are short, as in LeNet's second layer); one GEMM
+  each way; the output and dL/dx are transposed back to NCHW in cache-sized tiles.
+* NCHW (batch outermost): columns (N, C*kh*kw, Ho*Wo) and one GEMM per sample (a batched
+  matmul) whose output is NCHW already: no transposes, which wins for wide output rows and for
+  small batches.
+
+:func:`choose_layout` picks by output row length and batch size. GEMMs with few rows and a long
+position axis (the first layer's (6 x 25) @ (25 x 50176)) are cut into column blocks that fit in
+cache, which ran 2-4x faster than one big OpenBLAS call. Only the kernel offsets are looped over
+in Python, never positions or samples.
+
+``Convolution2D.twin`` is the same convolution composed of primitive ops (slices, stack,
+matmul): the teaching version, the second oracle of the tests, and what the engine
+differentiates for higher-order gradients.
+
+>>> import deltaprop as dp
+>>> x = dp.ones(1, 1, 3, 3)
+>>> w = dp.ones(1, 1, 2, 2, requires_grad=True)
+>>> y = conv2d(x, w)                   # every 2x2 window sums to 4
+>>> y.shape, float(y.sum())
+((1, 1, 2, 2), 16.0)
+>>> y.sum().backward()
+>>> w.grad.shape
+(1, 1, 2, 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deltaprop.tensor import Function, Tensor, _make, is_grad_enabled
+
+__all__ = [
+    "conv2d",
+    "Convolution2D",
+    "conv_output_size",
+    "choose_layout",
+    "pad2d",
+    "window_slices",
+    "BATCH_INNER",
+    "BATCH_OUTER",
+]
+
+# Positions per tile when moving the batch axis from innermost back to outermost.
+_TILE = 128
+
+
+# ----------------------------------------------------------------------------------------------
+# argument checking (shared with pooling)
+# ----------------------------------------------------------------------------------------------
+
+
+def int_pair(op: str, name: str, value: Any) -> tuple[int, int]:
+    """``value`` (an int or a sequence of one or two ints) as a pair ``(for H, for W)``."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(items) not in (1, 2) or any(
+        isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in items
+    ):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if len(items) == 1:
+        items = items * 2
+    return int(items[0]), int(items[1])
+
+
+def conv_output_size(
+    size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dilation: int
+) -> int:
+    """Output length along one axis: ``floor((size + pads - d (k - 1) - 1) / s) + 1``."""
+    return (size + pad_lo + pad_hi - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def window_slices(
+    i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> tuple[slice, slice]:
+    """The (H, W) slices of a padded input that kernel offset (i, j) sees across all windows.
+
+    Window (oh, ow) reads padded row ``s_h oh + d_h i`` and column ``s_w ow + d_w j``.
+    """
+    (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    return (
+        slice(dh * i, dh * i + sh * (ho - 1) + 1, sh),
+        slice(dw * j, dw * j + sw * (wo - 1) + 1, sw),
+    )
+
+
+def pad2d(x: Tensor, pads: tuple[int, int, int, int], value: float = 0.0) -> Tensor:
+    """``x`` (..., H, W) padded with the constant ``value`` by (top, bottom, left, right).
+
+    Composed of ``cat`` with constant tensors, so it is differentiable (the twins use it).
+    """
+    from deltaprop.ops.shape import cat
+
+    top, bottom, left, right = pads
+    if left or right:
+        lead = x.shape[:-1]
+        parts = [_make(np.full(lead + (left,), value, x.dtype))] if left else []
+        parts.append(x)
+        if right:
+            parts.append(_make(np.full(lead + (right,), value, x.dtype)))
+        x = cat(parts, dim=-1)
+    if top or bottom:
+        lead, w = x.shape[:-2], x.shape[-1]
+        parts = [_make(np.full(lead + (top, w), value, x.dtype))] if top else []
+        parts.append(x)
+        if bottom:
+            parts.append(_make(np.full(lead + (bottom, w), value, x.dtype)))
+        x = cat(parts, dim=-2)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# GEMM helpers (blocked over the long column axis)
+# ----------------------------------------------------------------------------------------------
+
+
+def column_block(rows: int, itemsize: int) -> int:
+    """Columns per block for a GEMM whose operands have ``rows`` rows in all and a long column
+    axis: the largest power of two whose block fits in 512 KiB, or 0 (no blocking) when that is
+    under 2048 columns (tall operands, where OpenBLAS blocks well by itself)."""
+    cols = (512 * 1024) // (rows * itemsize)
+    if cols < 2048:
+        return 0
+    return 1 << (cols.bit_length() - 1)
+
+
+def _matmul_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for a (G, m, k) and b (G, k, P) with P long: (G, m, P), in column blocks."""
+    p = b.shape[-1]
+    step = column_block(a.shape[1] + a.shape[2], b.itemsize)
+    if a.shape[0] > 1 or not step or p < 2 * step:
+        return np.matmul(a, b)
+    out = np.empty((1, a.shape[1], p), dtype=np.result_type(a, b))
+    a2, b2, o2 = a[0], b[0], out[0]
+    for s in range(0, p, step):
+        np.matmul(a2, b2[:, s : s + step], out=o2[:, s : s + step])
+    return out
+
+
+def _matmul_nt(g: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``g @ cols^T`` for g (G, m, P), cols (G, k, P): (G, m, k), summed over column blocks.
+
+    Computed as ``(cols @ g^T)^T``, the faster orientation for OpenBLAS here.
+    """
+    p = g.shape[-1]
+    step = column_block(g.shape[1] + cols.shape[1], g.itemsize)
+    if g.shape[0] > 1 or not step or p < 2 * step:
+        return np.matmul(cols, g.transpose(0, 2, 1)).transpose(0, 2, 1)
+    g2, c2 = g[0], cols[0]
+    acc = c2[:, :step] @ g2[:, :step].T
+    for s in range(step, p, step):
+        acc += c2[:, s : s + step] @ g2[:, s : s + step].T
+    return acc.T[None]
+
+
+# Internal layouts of the padded input and the unrolled columns (see choose_layout).
+BATCH_INNER = "batch_inner"  # (C, H, W, N): 2-D GEMMs over all positions of the batch
+BATCH_OUTER = "batch_outer"  # NCHW as given: one GEMM per sample (batched matmul)
+
+
+def choose_layout(n: int, wo: int) -> str:
+    """Batch innermost for short output rows and a batch at least as long, else NCHW.
+
+    Batch innermost makes each im2col copy and col2im add move runs of N contiguous values
+    instead of runs of Wo, but the output and dL/dx must be transposed back to NCHW. Measured
+    (``benchmarks/conv_layouts.py --layouts``, batch 1 to 256): batch innermost won for Wo = 10
+    and 16 from batch 16 up; NCHW won for Wo >= 28 at every batch size and for batch 1.
+    """
+    return BATCH_INNER if wo < 24 and n >= wo else BATCH_OUTER
+
+
+def _batch_first(src: np.ndarray, out: np.ndarray, add: Any = None) -> None:
+    """``out[n, a, h, w] = src[a, h, w, n] (+ add[a])``: from batch innermost back to NCHW.
+
+    A plain transposed copy of a large array reads one cache line per element; copying tiles of
+    about 128 positions (the whole batch) keeps each tile in L1 and ran 2-8x faster.
+    """
+    a_len, h_len, w_len, _ = src.shape
+    rows = max(1, _TILE // w_len)
+    for a in range(a_len):
+        for h in range(0, h_len, rows):
+            tile = src[a, h : h + rows].transpose(2, 0, 1)
+            if add is None:
+                out[:, a, h : h + rows] = tile
+            else:
+                np.add(tile, add[a], out=out[:, a, h : h + rows])
+
+
+# ----------------------------------------------------------------------------------------------
+# the op
+# ----------------------------------------------------------------------------------------------
+
+
+class Convolution2D(Function):
+    """y = conv2d(x, w) + b by im2col (see the module docstring for the formulas).
+
+    Forward:  cols = im2col(xpad) (C*kh*kw, positions);  Y = W (K, C*kh*kw) @ cols + b.
+    Backward: dW = G @ cols^T,  db = sum of G over positions,  dx = col2im(W^T @ G),
+    per group when ``groups`` > 1 (block-diagonal W). Inputs: (x, w) or (x, w, b), x 4-D.
+
+    Two internal layouts (``layout``, chosen by :func:`choose_layout` unless given):
+    ``BATCH_INNER`` holds the padded input as (C, Hp, Wp, N) and the columns as (C*kh*kw,
+    Ho*Wo*N), one GEMM each way; ``BATCH_OUTER`` keeps NCHW, columns (N, C*kh*kw, Ho*Wo), and
+    does one GEMM per sample (a batched matmul), whose output is NCHW already.
+    """
+
+    def __init__(
+        self,
+        stride: tuple[int, int],
+        padding: tuple[int, int, int, int],
+        dilation: tuple[int, int],
+        groups: int = 1,
+        save_cols: bool = True,
+        layout: str | None = None,
+    ) -> None:
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.groups, self.save_cols, self.layout = groups, save_cols, layout
+
+    def _out_hw(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
+        pt, pb, pl, pr = self.padding
+        return (
+            conv_output_size(h, kh, self.stride[0], pt, pb, self.dilation[0]),
+            conv_output_size(w, kw, self.stride[1], pl, pr, self.dilation[1]),
+        )
+
+    def _offsets(self, out_hw: tuple[int, int], kh: int, kw: int):
+        """(i, j, row slice, column slice) of every kernel offset, for im2col and col2im."""
+        for i in range(kh):
+            for j in range(kw):
+                yield (i, j) + window_slices(i, j, out_hw, self.stride, self.dilation)
+
+    def forward(self, x, w, b=None):
+        n, c, h, wd = x.shape
+        k, cg, kh, kw = w.shape
+        g, m = self.groups, cg * kh * kw  # m: rows of one group's columns
+        pt, pb, pl, pr = self.padding
+        ho, wo = self._out_hw(h, wd, kh, kw)
+        if self.layout is None:
+            self.layout = choose_layout(n, wo)
+        w3 = w.reshape(g, k // g, m)
+        out = np.empty((n, k, ho, wo), dtype=x.dtype)
+        if self.layout == BATCH_INNER:
+            xp = (np.zeros if any(self.padding) else np.empty)(
+                (c, h + pt + pb, wd + pl + pr, n), dtype=x.dtype
+            )
+            xp[:, pt : pt + h, pl : pl + wd] = x.transpose(1, 2, 3, 0)
+            cols = np.empty((c, kh, kw, ho, wo, n), dtype=x.dtype)
+            for i, j, si, sj in self._offsets((ho, wo), kh, kw):
+                cols[:, i, j] = xp[:, si, sj]
+            cols = cols.reshape(g, m, ho * wo * n)
+            y = _matmul_cols(w3, cols)  # (G, K/G, Ho*Wo*N)
+            _batch_first(y.reshape(k, ho, wo, n), out, b)
+        else:
+            xp = x
+            if any(self.padding):
+                xp = np.zeros((n, c, h + pt + pb, wd + pl + pr), dtype=x.dtype)
+                xp[:, :, pt : pt + h, pl : pl + wd] = x
+            cols = np.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+            for i, j, si, sj in self._offsets((ho, wo), kh, kw):
+                cols[:, :, i, j] = xp[:, :, si, sj]
+            cols = cols.reshape(n, g, m, ho * wo)
+            np.matmul(w3, cols, out=out.reshape(n, g, k // g, ho * wo))
+            if b is not None:
+                out += b.reshape(k, 1, 1)
+        self.cols = cols if self.save_cols else None
+        return out
+
+    def backward(self, gy):
+        x, w = self.inputs[0].data, self.inputs[1].data
+        n, c, h, wd = x.shape
+        k, cg, kh, kw = w.shape
+        g, m = self.groups, cg * kh * kw
+        ho, wo = gy.shape[2], gy.shape[3]
+        pt, pb, pl, pr = self.padding
+        inner = self.layout == BATCH_INNER
+        if inner:  # the upstream gradient laid out as Y: (G, K/G, Ho*Wo*N)
+            gk = np.ascontiguousarray(gy.transpose(1, 2, 3, 0)).reshape(g, k // g, -1)
+        else:  # (N, G, K/G, Ho*Wo)
+            gk = gy.reshape(n, g, k // g, ho * wo)
+        gx = gw = gb = None
+        if self.needs_grad[1]:
+            cols = self.cols
+            if cols is None:  # forward ran without saving them (weight did not need grad then)
+                raise RuntimeError("conv2d: the unrolled input was not saved for dL/dweight")
+            if inner:
+                gw = _matmul_nt(gk, cols)
+            else:  # per sample, then summed over the batch
+                gw = np.matmul(gk, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+            gw = gw.reshape(w.shape)
+        if len(self.needs_grad) > 2 and self.needs_grad[2]:
+            gb = gk.reshape(k, -1).sum(axis=1) if inner else gy.sum(axis=(0, 2, 3))
+        if self.needs_grad[0]:
+            wt = w.reshape(g, k // g, m).transpose(0, 2, 1)
+            hp, wp = h + pt + pb, wd + pl + pr
+            # col2im: add each kernel offset's columns back into a padded buffer
+            if inner:
+                dcols = _matmul_cols(wt, gk).reshape(c, kh, kw, ho, wo, n)
+                dxp = np.zeros((c, hp, wp, n), dtype=x.dtype)
+                for i, j, si, sj in self._offsets((ho, wo), kh, kw):
+                    dxp[:, si, sj] += dcols[:, i, j]
+                gx = np.empty(x.shape, dtype=x.dtype)
+                _batch_first(dxp[:, pt : pt + h, pl : pl + wd], gx)
+            else:
+                dcols = np.matmul(wt, gk).reshape(n, c, kh, kw, ho, wo)
+                dxp = np.zeros((n, c, hp, wp), dtype=x.dtype)
+                for i, j, si, sj in self._offsets((ho, wo), kh, kw):
+                    dxp[:, :, si, sj] += dcols[:, :, i, j]
+                gx = dxp[:, :, pt : pt + h, pl : pl + wd]
+                if gx.shape != dxp.shape:
+                    gx = gx.copy()
+        return (gx, gw) if len(self.needs_grad) == 2 else (gx, gw, gb)
+
+    def twin(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        """The same convolution from primitive ops (DeZero's ``conv2d_simple``).
+
+        Each kernel offset's strided slice of the padded input is one (N, C, Ho, Wo) tensor;
+        stacked they are the unrolled input (N, G, C/G*kh*kw, Ho*Wo), and a batched matmul
+        with the kernels (G, K/G, C/G*kh*kw) is the convolution.
+        """
+        from deltaprop.ops.shape import stack
+
+        n, c, h, wd = x.shape
+        k, cg, kh, kw = w.shape
+        g = self.groups
+        ho, wo = self._out_hw(h, wd, kh, kw)
+        xp = pad2d(x, self.padding)
+        pieces = []
+        for i in range(kh):
+            for j in range(kw):
+                si, sj = window_slices(i, j, (ho, wo), self.stride, self.dilation)
+                pieces.append(xp[:, :, si, sj])
+        cols = stack(pieces, dim=2).reshape(n, g, cg * kh * kw, ho * wo)
+        y = (w.reshape(g, k // g, cg * kh * kw) @ cols).reshape(n, k, ho, wo)
+        if b is not None:
+            y = y + b.reshape(1, k, 1, 1)
+        return y
+
+
+# ----------------------------------------------------------------------------------------------
+# the function
+# ----------------------------------------------------------------------------------------------
+
+
+def _conv_padding(
+    padding: Any, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) from an int, a pair, 'valid' or 'same' (as PyTorch)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f"conv2d: padding='same' is not supported for strided convolutions "
+                    f"(stride={stride})"
+                )
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)  # type: ignore[return-value]
+        raise ValueError(f"conv2d: invalid padding string {padding!r}; expected 'valid' or 'same'")
+    ph, pw = int_pair("conv2d", "padding", padding)
+    if ph < 0 or pw < 0:
+        raise ValueError(f"conv2d: negative padding is not supported, got padding={padding!r}")
+    return (ph, ph, pw, pw)
+
+
+def conv2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Tensor:
+    """2-D convolution (cross-correlation) over an (N, C, H, W) input, as ``F.conv2d``.
+
+    ``x``: (N, C, H, W), or (C, H, W) for one unbatched sample; ``weight``: (K, C/groups, kh, kw);
+    ``bias``: (K,) or None. ``stride``, ``dilation``: int or (h, w) pair; ``padding``: int, pair,
+    ``'valid'`` or ``'same'`` (stride 1; an odd total pads one more at the bottom/right).
+    Returns (N, K, Ho, Wo) with ``Ho = (H + 2 p - d (kh - 1) - 1) // s + 1``.
+
+    >>> import deltaprop as dp
+    >>> x = dp.arange(16.0).reshape(1, 1, 4, 4)
+    >>> w = dp.ones(2, 1, 3, 3)
+    >>> conv2d(x, w, dp.tensor([0.0, 1.0]), padding=1).shape
+    (1, 2, 4, 4)
+    """
+    from deltaprop.ops.elementwise import as_tensor
+
+    x, weight = as_tensor(x), as_tensor(weight)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"conv2d: expected a 3-D (unbatched, C x H x W) or 4-D (batched, N x C x H x W) "
+            f"input, got shape {x.shape}"
+        )
+    if weight.ndim != 4:
+        raise ValueError(
+            f"conv2d: expected a 4-D weight (out_channels, in_channels/groups, kh, kw), got "
+            f"shape {weight.shape}"
+        )
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    for name, t in (("input", x), ("weight", weight)):
+        if t.dtype.kind != "f":
+            raise TypeError(f"conv2d: {name} must be a floating point tensor, got {t.dtype}")
+    if x.dtype != weight.dtype:
+        raise TypeError(
+            f"conv2d: input ({x.dtype}) and weight ({weight.dtype}) must have the same dtype"
+        )
+    k, cg, kh, kw = weight.shape
+    c = x.shape[-3]
+    if k % groups:
+        raise ValueError(
+            f"conv2d: out_channels {k} (weight shape {weight.shape}) must be divisible by "
+            f"groups={groups}"
+        )
+    if c != cg * groups:
+        raise ValueError(
+            f"conv2d: input shape {x.shape} has {c} channels but weight shape {weight.shape} "
+            f"with groups={groups} expects {cg * groups}"
+        )
+    stride_ = int_pair("conv2d", "stride", stride)
+    dilation_ = int_pair("conv2d", "dilation", dilation)
+    if min(stride_) < 1:
+        raise ValueError(f"conv2d: stride must be positive, got stride={stride!r}")
+    if min(dilation_) < 1:
+        raise ValueError(f"conv2d: dilation must be positive, got dilation={dilation!r}")
+    pads = _conv_padding(padding, (kh, kw), dilation_, stride_)
+    hp, wp = x.shape[-2] + pads[0] + pads[1], x.shape[-1] + pads[2] + pads[3]
+    ekh, ekw = dilation_[0] * (kh - 1) + 1, dilation_[1] * (kw - 1) + 1
+    if ekh > hp or ekw > wp:
+        raise ValueError(
+            f"conv2d: kernel size ({ekh} x {ekw}) (weight shape {weight.shape}, dilation "
+            f"{dilation_}) is larger than the padded input ({hp} x {wp}) (input shape {x.shape}, "
+            f"padding {padding!r})"
+        )
+    inputs = [x, weight]
+    if bias is not None:
+        bias = as_tensor(bias)
+        if bias.shape != (k,):
+            raise ValueError(
+                f"conv2d: expected bias of shape ({k},) for weight shape {weight.shape}, got "
+                f"bias shape {bias.shape}"
+            )
+        if bias.dtype != x.dtype:
+            raise TypeError(f"conv2d: bias dtype {bias.dtype} differs from input dtype {x.dtype}")
+        inputs.append(bias)
+    save_cols = is_grad_enabled() and weight.requires_grad
+    op = Convolution2D(stride_, pads, dilation_, int(groups), save_cols)
+    if x.ndim == 3:
+        return op.apply(x.unsqueeze(0), *inputs[1:]).squeeze(0)
+    return op.apply(*inputs)
