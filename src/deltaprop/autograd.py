@@ -53,7 +53,7 @@ def _root_grad(root: Tensor, g: Any, create_graph: bool) -> Any:
                 f"backward: gradient has shape {g.shape} but the output has shape {root.shape}"
             )
         return g if create_graph else g.data
-    arr = np.asarray(g, dtype=root.dtype)
+    arr = np.array(g, dtype=root.dtype)  # a copy: never alias the caller's array
     if arr.shape != root.shape:
         raise RuntimeError(
             f"backward: gradient has shape {arr.shape} but the output has shape {root.shape}"
@@ -61,16 +61,14 @@ def _root_grad(root: Tensor, g: Any, create_graph: bool) -> Any:
     return _t._make(arr) if create_graph else arr
 
 
-def _add(a: Any, b: Any) -> Any:
-    return b if a is None else a + b
-
-
 def _as_grad_tensor(g: Any, like: Tensor) -> Tensor:
     """Wrap a computed gradient for storage in ``.grad`` (own, writable memory; input's dtype)."""
-    if isinstance(g, Tensor):
+    if type(g) is np.ndarray:
+        if g.dtype == like.data.dtype and g.shape == like.data.shape and g.flags.writeable:
+            return _t._make(g)  # the common case: nothing to convert
+    elif isinstance(g, Tensor):
         return g if g.dtype == like.dtype else g.to(like.dtype)
-    if type(g) is not np.ndarray or g.dtype != like.dtype or not g.flags.writeable:
-        g = np.array(g, dtype=like.dtype)
+    g = np.array(g, dtype=like.data.dtype)
     if g.shape != like.shape:  # a 0-d gradient of a 1-element tensor and the like
         g = np.broadcast_to(g, like.shape).copy()
     return _t._make(g)
@@ -98,16 +96,18 @@ def run_backward(
     for root, g in zip(roots, root_grads):
         g = _root_grad(root, g, create_graph)
         key = root._ctx if root._ctx is not None else root
-        grads[key] = _add(grads.get(key), g)
+        grads[key] = g if key not in grads else grads[key] + g
         if root._ctx is not None and root._ctx not in deps:
             deps[root._ctx] = 0
             stack.append(root._ctx)
+    ready = stack[:]  # the roots' Functions: nothing inside the graph consumes their output...
     # 1. count consumers (iterative DFS)
     while stack:
         fn = stack.pop()
-        if fn.inputs is None:
+        inputs_ = fn.inputs
+        if inputs_ is None:
             raise RuntimeError(_FREED)
-        for t in fn.inputs:
+        for t in inputs_:
             p = t._ctx
             if p is not None:
                 if p in deps:
@@ -115,16 +115,18 @@ def run_backward(
                 else:
                     deps[p] = 1
                     stack.append(p)
+    if len(ready) > 1 and any(deps[fn] for fn in ready):
+        ready = [fn for fn, n in deps.items() if n == 0]  # ...unless one root feeds another
     # what to capture for autograd.grad: non-leaf inputs are read when their Function runs
     wanted_fns: dict[_t.Function, list[int]] = {}
+    captured: list[Any] = []
     if inputs is not None:
+        captured = [None] * len(inputs)
         for i, t in enumerate(inputs):
             if t._ctx is not None:
                 wanted_fns.setdefault(t._ctx, []).append(i)
-    captured: list[Any] = [None] * len(inputs or ())
 
     # 2. Kahn's walk
-    ready = [fn for fn, n in deps.items() if n == 0]
     done: list[_t.Function] = []
     prev_mode, prev_enabled = _t._create_graph, _t._grad_enabled
     _t._create_graph, _t._grad_enabled = create_graph, create_graph
@@ -163,16 +165,31 @@ def run_backward(
                 if create_graph:  # recorded formulas may still read outputs: release at the end
                     done.append(fn)
                 else:
-                    fn.release()
+                    fn.inputs = None  # release: the links to the inputs and the saved buffers
+                    fn._y = None
+                    if fn.__dict__:
+                        fn.__dict__.clear()
         for fn in done:
             fn.release()
     finally:
         _t._create_graph, _t._grad_enabled = prev_mode, prev_enabled
 
-    # 3. leaves
+    # 3. leaves (only leaf keys are left in `grads` now)
     if accumulate:
+        stored: set[int] = set()  # one array may reach two leaves (add passes gy to both)
         for leaf, g in grads.items():
-            if isinstance(leaf, Tensor):
+            if id(g) in stored:
+                g = g.copy()
+            stored.add(id(g))
+            if (
+                leaf.grad is None
+                and type(g) is np.ndarray
+                and g.dtype == leaf.data.dtype
+                and g.shape == leaf.data.shape
+                and g.flags.writeable
+            ):
+                leaf.grad = _t._make(g)  # the common case: store as is
+            else:
                 leaf.grad = _accumulate(leaf.grad, g, leaf, create_graph)
         return None
     result = []
@@ -206,8 +223,9 @@ def _twin_backward(fn: _t.Function, gy: Tensor) -> list:
     with enable_grad():
         y = fn.twin(*xs)
         needed = [x for x, n in zip(xs, fn.needs_grad) if n]
-        gs = run_backward([y], [gy], inputs=needed, create_graph=True, accumulate=False,
-                          allow_unused=True)  # fmt: skip
+        gs = run_backward(
+            [y], [gy], inputs=needed, create_graph=True, accumulate=False, allow_unused=True
+        )
     it = iter(gs)
     return [next(it) if n else None for n in fn.needs_grad]
 

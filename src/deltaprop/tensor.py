@@ -154,19 +154,24 @@ class Function:
     twin = None
 
     def apply(self, *inputs: Tensor) -> Tensor:
+        """Run ``forward`` on the inputs' arrays and record this op when a gradient is needed."""
         y = self.forward(*[t.data for t in inputs])
         if type(y) is not np.ndarray:
             y = np.asarray(y)
         if _grad_enabled:
             for t in inputs:
                 if t.requires_grad:
-                    self.inputs = inputs
-                    self.needs_grad = tuple([t.requires_grad for t in inputs])
-                    out = _make(y, True, self)
-                    self._out = weakref.ref(out)  # weak: no reference cycle
-                    self._y = y  # the output array (its tensor may be gone before backward)
-                    return out
+                    return self._record(inputs, y)
         return _make(y)
+
+    def _record(self, inputs: tuple[Tensor, ...], y: np.ndarray) -> Tensor:
+        """The output tensor, with this Function as its ``grad_fn``."""
+        self.inputs = inputs
+        self.needs_grad = tuple([t.requires_grad for t in inputs])
+        out = _make(y, True, self)
+        self._out = weakref.ref(out)  # weak: no reference cycle
+        self._y = y  # the output array (its tensor may be gone before backward)
+        return out
 
     def forward(self, *xs: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -340,9 +345,7 @@ class Tensor:
         ``gradient`` is dL/dself (required unless self has one element). The graph's buffers are
         freed afterwards unless ``retain_graph`` (default: ``create_graph``) is True.
         """
-        from deltaprop.autograd import run_backward
-
-        run_backward(
+        _autograd.run_backward(
             [self],
             [gradient],
             retain_graph=retain_graph,
@@ -724,6 +727,7 @@ def is_tensor(obj: Any) -> bool:
 
 
 # Op modules import Tensor from here, so they are imported after the class exists.
+from deltaprop import autograd as _autograd  # noqa: E402
 from deltaprop.ops import elementwise as _ew  # noqa: E402
 from deltaprop.ops import matmul as _mm  # noqa: E402
 from deltaprop.ops import reduce as _red  # noqa: E402

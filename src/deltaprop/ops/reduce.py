@@ -66,7 +66,7 @@ class Sum(Function):
         self.axes, self.keepdims = axes, keepdims
 
     def forward(self, x):
-        return np.sum(x, axis=self.axes, keepdims=self.keepdims)
+        return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
         shape = self.inputs[0].shape
@@ -83,7 +83,7 @@ class Mean(Function):
 
     def forward(self, x):
         self.n = _count(x.shape, self.axes)
-        return np.mean(x, axis=self.axes, keepdims=self.keepdims)
+        return x.mean(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
         shape = self.inputs[0].shape
