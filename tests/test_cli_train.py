@@ -186,3 +186,38 @@ def test_console_entry_point_has_no_traceback(tmp_path):
     )  # fmt: skip
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and "missing.csv" in bad.stderr
+
+
+def test_ctrl_c_then_resume_matches_a_straight_run(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during epoch 2 exits 130 with the resume command; resuming gives the same run."""
+    import functools
+    import os
+    import signal
+
+    from deltaprop.training import trainer
+    from deltaprop.training.metrics import read_metrics_csv
+
+    argv = ["train", "--epochs", "3", "--hidden", "32", "--batch-size", "64", *QUIET]
+    assert run_cli([*argv, "--out", str(tmp_path / "straight")]) == 0
+
+    def press_ctrl_c(run):
+        if run.epoch == 1 and run.partial.batch == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    original = trainer.train
+    monkeypatch.setattr(trainer, "train", functools.partial(original, on_batch_end=press_ctrl_c))
+    out = tmp_path / "interrupted"
+    assert run_cli([*argv, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "stopped at epoch 2, batch 7" in err and f"deltaprop train --out {out} --resume" in err
+    monkeypatch.setattr(trainer, "train", original)
+    assert run_cli(["train", "--out", str(out), "--resume", *QUIET]) == 0
+
+    def rows(run):
+        return [
+            {k: v for k, v in r.items() if k != "seconds"}
+            for r in read_metrics_csv(run / "metrics.csv")
+        ]
+
+    assert len(rows(out)) == 3
+    assert rows(out) == rows(tmp_path / "straight")

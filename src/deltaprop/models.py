@@ -518,9 +518,9 @@ def build_model(
 
     >>> import deltaprop as dp
     >>> _ = dp.manual_seed(0)
-    >>> model, resolved = build_model(mlp_layers((4,), 3, hidden=(5,)), (4,), 3)  # doctest: +SKIP
-    >>> tuple(model(dp.zeros(2, 4)).shape)  # doctest: +SKIP
-    (2, 3)
+    >>> model, resolved = build_model(mlp_layers((4,), 3, hidden=(5,)), (4,), 3)
+    >>> tuple(model(dp.zeros(2, 4)).shape), resolved[0]["in_features"]
+    ((2, 3), 4)
     """
     resolved, _ = resolve_layers(layers, input_shape, num_classes)
     return build_sequential(resolved), resolved

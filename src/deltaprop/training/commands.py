@@ -349,5 +349,5 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _sentence(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text.rstrip(".")
+    """The error's message (a dataset error may list missing files on further lines)."""
+    return str(error).strip().rstrip(".")

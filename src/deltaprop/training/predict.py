@@ -12,8 +12,9 @@ Images (PNG, JPEG, anything Pillow opens) are turned into what the model saw in 
    white paper. The background is judged from the image border (its mean above 0.5 means light);
 3. when the image is not already the model's size: cropped to the bounding box of the strokes,
    padded to a square, resized (with antialiasing) to fit the model's input with a margin
-   (MNIST digits fill a 20x20 box of the 28x28 frame; images under 16 pixels, like the 8x8
-   digits, are filled edge to edge) and centred;
+   (MNIST digits fill a 20x20 box of the 28x28 frame, placed so that their centre of mass is
+   at the centre, as in MNIST itself; images under 16 pixels, like the 8x8 digits, are filled
+   edge to edge);
 4. normalised with the training set's mean and std.
 
 CSV rows: one sample per row, exactly the model's number of features (a header row, detected
@@ -191,6 +192,14 @@ def _fit(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     resized = np.clip(resized, 0.0, 1.0)
     out = np.zeros((c, height, width), dtype=np.float32)
     top, left = (height - inner_h) // 2, (width - inner_w) // 2
+    if height >= 16 and width >= 16:  # MNIST: the centre of mass goes to the centre
+        mass = resized.sum(axis=0)
+        total = float(mass.sum())
+        if total > 0:
+            com_y = float((mass.sum(axis=1) * np.arange(inner_h)).sum()) / total
+            com_x = float((mass.sum(axis=0) * np.arange(inner_w)).sum()) / total
+            top = int(np.clip(round((height - 1) / 2 - com_y), 0, height - inner_h))
+            left = int(np.clip(round((width - 1) / 2 - com_x), 0, width - inner_w))
     out[:, top : top + inner_h, left : left + inner_w] = resized
     return out
 

@@ -4,7 +4,8 @@ Every option of ``deltaprop train`` is a field of :class:`TrainSettings`. An opt
 (None) takes its default from, in order:
 
 1. the table :data:`DEFAULTS`, keyed by (model, kind of data): the settings that reach the
-   documented results (docs/results.md) with no hand-tuned flags;
+   documented results (docs/results.md) with no hand-tuned flags (a learning rate there is
+   for the table's optimizer, Adam: choosing another optimizer takes that one's default);
 2. the optimizer's defaults (:data:`OPTIMIZER_DEFAULTS`, e.g. ``lr`` 0.05 for SGD, 1e-3 for
    Adam);
 3. :data:`COMMON_DEFAULTS`.
@@ -15,7 +16,7 @@ The kind of data is ``images`` (at least 16x16 pixels: MNIST, Fashion-MNIST), ``
 
 >>> s = resolve_settings(TrainSettings(dataset="mnist", model="lenet5"), "images")
 >>> s.optimizer, s.lr, s.epochs, s.scheduler
-('adam', 0.001, 15, 'cosine')
+('adam', 0.002, 15, 'cosine')
 >>> resolve_settings(TrainSettings(model="mlp", optimizer="sgd"), "small-images").lr
 0.05
 """
@@ -23,7 +24,7 @@ The kind of data is ``images`` (at least 16x16 pixels: MNIST, Fashion-MNIST), ``
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -83,7 +84,6 @@ class TrainSettings:
     gamma: float | None = None
     seed: int | None = None
     normalize: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict (tuples become lists)."""
@@ -127,8 +127,9 @@ OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
 #: (model, kind of data) -> defaults. ``"*"`` matches any model (a TOML file).
 DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # MNIST / Fashion-MNIST (28x28)
-    ("mlp", "images"): {"hidden": (256, 128), "dropout": 0.2, "epochs": 30, "batch_size": 128},
-    ("lenet5", "images"): {"epochs": 15, "batch_size": 64},
+    ("mlp", "images"): {"hidden": (256, 128), "dropout": 0.2, "epochs": 30, "batch_size": 64,
+                        "lr": 2e-3},
+    ("lenet5", "images"): {"epochs": 15, "batch_size": 32, "lr": 2e-3},
     ("logreg", "images"): {"epochs": 20, "batch_size": 128},
     ("*", "images"): {"epochs": 15, "batch_size": 64},
     # the bundled 8x8 digits (1,437 training images)
@@ -170,12 +171,13 @@ def resolve_settings(settings: TrainSettings, kind: str) -> TrainSettings:
     table = DEFAULTS.get((model_key, kind), DEFAULTS.get(("*", kind), {}))
     if values["hidden"] is not None:
         values["hidden"] = tuple(values["hidden"])
-    optimizer = values["optimizer"] or table.get("optimizer") or COMMON_DEFAULTS["optimizer"]
+    table_optimizer = table.get("optimizer", COMMON_DEFAULTS["optimizer"])
+    optimizer = values["optimizer"] or table_optimizer
     values["optimizer"] = optimizer
     for name, value in values.items():
         if value is not None or name in ("data_dir",):
             continue
-        if name in table:
+        if name in table and (name != "lr" or optimizer == table_optimizer):
             values[name] = table[name]
         elif name in OPTIMIZER_DEFAULTS.get(optimizer, {}):
             values[name] = OPTIMIZER_DEFAULTS[optimizer][name]

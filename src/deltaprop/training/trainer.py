@@ -522,8 +522,8 @@ def model_layers(settings: TrainSettings, input_shape: tuple[int, ...], num_clas
             input_shape,
             num_classes,
             hidden=settings.hidden or (),
-            activation=settings.activation,
-            dropout=float(settings.dropout),
+            activation=settings.activation or "relu",
+            dropout=float(settings.dropout or 0.0),
         )
     else:
         name, layers = load_model_file(settings.model)
@@ -562,14 +562,20 @@ def prepare_settings(settings: TrainSettings, splits: Any) -> TrainSettings:
     if resolved.model not in ("mlp", "lenet5"):
         resolved.activation = None
         resolved.dropout = None
+    if resolved.optimizer not in ("sgd", "rmsprop"):
+        resolved.momentum = None  # not used: keep config.json honest
+    if resolved.scheduler != "step":
+        resolved.step_size = None
+    if resolved.scheduler not in ("step", "exponential"):
+        resolved.gamma = None
     checks = [
         (int(resolved.epochs) >= 1, "--epochs must be at least 1"),
         (int(resolved.batch_size) >= 1, "--batch-size must be at least 1"),
         (float(resolved.lr) > 0, "--lr must be positive"),
-        (float(resolved.momentum) >= 0, "--momentum must not be negative"),
+        (float(resolved.momentum or 0) >= 0, "--momentum must not be negative"),
         (float(resolved.weight_decay) >= 0, "--weight-decay must not be negative"),
-        (int(resolved.step_size) >= 1, "--step-size must be at least 1"),
-        (float(resolved.gamma) > 0, "--gamma must be positive"),
+        (int(resolved.step_size or 1) >= 1, "--step-size must be at least 1"),
+        (float(resolved.gamma or 1) > 0, "--gamma must be positive"),
     ]
     for ok, message in checks:
         if not ok:
@@ -644,8 +650,11 @@ def train(
         },
         "normalize": normalizer.to_dict(),
         "versions": versions(),
-        "command": sys.argv,
+        "command": list(sys.argv),
     }
+    if resume:  # keep the command that started the run; list the resumptions after it
+        config["command"] = saved.get("command", config["command"])
+        config["resumed_with"] = [*saved.get("resumed_with", []), list(sys.argv)]
     out.mkdir(parents=True, exist_ok=True)
     run = TrainingRun(
         settings,
@@ -667,6 +676,8 @@ def train(
             f", batch {run.partial.batch}" if run.partial.batch else ""
         )
         echo(f"resuming {out} at {where} of {settings.epochs}")
+    elif resume:
+        echo(f"{out} has no checkpoint yet (stopped during epoch 1): starting it again")
     _write_json(config_path, config)
 
     n_params = sum(int(p.data.size) for p in run.model.parameters())
@@ -711,7 +722,7 @@ def _merge_resume(saved: TrainSettings, requested: TrainSettings) -> TrainSettin
     saved_values = saved.to_dict()
     merged = dict(saved_values)
     for name, value in requested.to_dict().items():
-        if name == "extra" or value is None:
+        if value is None:
             continue  # not given: keep the saved value
         if name in _RESUMABLE:
             merged[name] = value
