@@ -369,9 +369,10 @@ def machine_lines(extra: Sequence[str] = ()) -> list[str]:
         lines.append("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in load))
         if load[0] > 0.5 and BLAS_THREADS > 1:
             lines.append(
-                "WARNING: other processes are running. A multi-threaded BLAS call waits for its "
-                "slowest thread, which may sit out a whole scheduler slice: timings can be many "
-                "times too slow (DELTAPROP_BENCH_THREADS=1 is far less sensitive)."
+                "WARNING: the machine was busy before this run. A multi-threaded BLAS call "
+                "waits for its slowest thread, which may sit out a whole scheduler slice: "
+                "timings can be many times too slow (DELTAPROP_BENCH_THREADS=1 is far less "
+                "sensitive)."
             )
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
