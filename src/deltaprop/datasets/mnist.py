@@ -285,7 +285,8 @@ def _missing_files_message(
     else:
         lines.append("Downloading was turned off (download=False).")
     lines.append(
-        f"Put the files in {directory} (or point to the directory holding them: --data-dir DIR on the command line, data_dir=DIR in Python); "
+        f"Put the files in {directory} (or point to the directory holding them: "
+        "--data-dir DIR on the command line, data_dir=DIR in Python); "
         f"they are published at {info.mirrors[0]}"
     )
     return "\n".join(lines)
