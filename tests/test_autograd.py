@@ -258,3 +258,25 @@ def test_setitem_and_inplace_rules():
     with dp.no_grad():
         w[0] = 1.0
     assert w.tolist()[0] == 1.0
+
+
+def test_leaf_gradients_never_share_memory():
+    """add passes one array to both inputs and reshape's gradient is a view: each leaf's .grad
+    must still own its memory, since later backward calls accumulate into it in place."""
+    x = dp.zeros(4, requires_grad=True)
+    w = dp.zeros(2, 2, requires_grad=True)
+    b = dp.zeros(4, requires_grad=True)
+    (x + w.reshape(4) + b).sum().backward()
+    x.grad.data[0] = 100.0
+    assert w.grad.tolist() == [[1.0, 1.0], [1.0, 1.0]] and b.grad.tolist() == [1.0] * 4
+    (x + w.reshape(4) + b).sum().backward()
+    assert x.grad.tolist() == [101.0, 2.0, 2.0, 2.0]
+    assert w.grad.tolist() == [[2.0, 2.0], [2.0, 2.0]] and b.grad.tolist() == [2.0] * 4
+
+
+def test_user_gradient_array_is_not_aliased():
+    g = np.ones(3, dtype=np.float32)
+    x = dp.zeros(3, requires_grad=True)
+    x.backward(g)
+    x.grad.data[0] = 5.0
+    assert g[0] == 1.0

@@ -35,6 +35,8 @@ _FREED = (
 
 def _root_grad(root: Tensor, g: Any, create_graph: bool) -> Any:
     """The upstream gradient of one output: given, or 1 for a one-element output."""
+    if g is None and root.requires_grad and root.data.size == 1 and not create_graph:
+        return np.ones(root.data.shape, dtype=root.data.dtype)  # the common case: a loss
     if not root.requires_grad:
         raise RuntimeError(
             "backward: element 0 of tensors does not require grad and does not have a grad_fn"
@@ -141,7 +143,7 @@ def run_backward(
                 if wanted_fns and fn in wanted_fns:
                     for i in wanted_fns[fn]:
                         captured[i] = g
-                if accumulate:
+                if accumulate and _t._any_retains_grad:
                     out = fn._out()
                     if out is not None and out._retains_grad:
                         out.grad = _accumulate(out.grad, g, out, create_graph)
@@ -174,23 +176,34 @@ def run_backward(
     finally:
         _t._create_graph, _t._grad_enabled = prev_mode, prev_enabled
 
-    # 3. leaves (only leaf keys are left in `grads` now)
+    # 3. leaves (only leaf keys are left in `grads` now). A stored gradient must own its memory
+    # (it is accumulated into in place later): one array can reach two leaves (add passes gy to
+    # both) and a view (reshape's gradient) shares its base, so those are copied first.
     if accumulate:
-        stored: set[int] = set()  # one array may reach two leaves (add passes gy to both)
+        stored: set[int] = set()
         for leaf, g in grads.items():
-            if id(g) in stored:
-                g = g.copy()
-            stored.add(id(g))
-            if (
-                leaf.grad is None
-                and type(g) is np.ndarray
-                and g.dtype == leaf.data.dtype
-                and g.shape == leaf.data.shape
-                and g.flags.writeable
-            ):
-                leaf.grad = _t._make(g)  # the common case: store as is
-            else:
-                leaf.grad = _accumulate(leaf.grad, g, leaf, create_graph)
+            if type(g) is np.ndarray:
+                if id(g) in stored or g.base is not None:
+                    g = g.copy()
+                stored.add(id(g))
+                old = leaf.grad
+                if old is None:
+                    if (
+                        g.dtype == leaf.data.dtype
+                        and g.shape == leaf.data.shape
+                        and g.flags.writeable
+                    ):
+                        leaf.grad = _t._make(g)  # the common case: store as is
+                        continue
+                elif (
+                    not create_graph
+                    and type(old.data) is np.ndarray
+                    and old.data.shape == leaf.data.shape
+                    and old.data.flags.writeable
+                ):
+                    old.data += g  # accumulate in place, as PyTorch
+                    continue
+            leaf.grad = _accumulate(leaf.grad, g, leaf, create_graph)
         return None
     result = []
     for i, t in enumerate(inputs or ()):
@@ -208,7 +221,7 @@ def run_backward(
 
 
 def _accumulate(old: Tensor | None, g: Any, like: Tensor, create_graph: bool) -> Tensor:
-    """``.grad`` after adding ``g``: a new Tensor (earlier ``.grad`` objects are not mutated)."""
+    """``.grad`` after adding ``g`` (the general path: conversions, or a recorded sum)."""
     new = _as_grad_tensor(g, like)
     if old is None:
         return new

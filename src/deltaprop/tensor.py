@@ -30,6 +30,7 @@ import numpy as np
 # ----------------------------------------------------------------------------------------------
 
 _grad_enabled: bool = True  # read by Function.apply: record the graph or not
+_any_retains_grad: bool = False  # set once any tensor calls retain_grad(): backward then checks
 _create_graph: bool = False  # True while a backward pass records itself (create_graph=True)
 
 
@@ -329,6 +330,8 @@ class Tensor:
                 "retain_grad: can't retain_grad on a tensor that has requires_grad=False"
             )
         self._retains_grad = True
+        global _any_retains_grad
+        _any_retains_grad = True
 
     @property
     def retains_grad(self) -> bool:

@@ -75,15 +75,19 @@ def _reduce(l: Any, reduction: str, denom: float | None = None) -> Any:
     if reduction == "sum":
         return s
     n = float(l.size if isinstance(l, np.ndarray) else l.data.size) if denom is None else denom
-    with np.errstate(invalid="ignore", divide="ignore"):  # an empty mean is nan, as PyTorch
-        return s / n
+    if n == 0:  # an empty mean is nan, as PyTorch (without NumPy's warning)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return s / n
+    return s / n
 
 
 def _loss_scale(gy: Any, reduction: str, denom: float) -> Any:
     """dL/dl_i: gy ('sum'), gy / denom ('mean'), or gy elementwise ('none')."""
     if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return gy / denom
+        if denom == 0:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return gy / denom
+        return gy / denom
     return gy
 
 
@@ -153,6 +157,17 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
     >>> mse_loss(dp.tensor([1.0, 2.0]), dp.tensor([1.0, 4.0]))
     tensor(2.)
     """
+    if (
+        reduction == "mean"
+        and size_average is None
+        and reduce is None
+        and type(input) is Tensor
+        and type(target) is Tensor
+        and input.data.shape == target.data.shape
+        and input.data.dtype == target.data.dtype
+        and input.data.dtype.kind == "f"
+    ):
+        return MSELoss(reduction).apply(input, target)  # fast path: the checks below, inlined
     reduction = _reduction("mse_loss", reduction, size_average, reduce)
     x = as_tensor(input)
     check_float("mse_loss", "input", x)
