@@ -212,6 +212,14 @@ def main(argv: list[str] | None = None) -> int:
         malloc_note = f"glibc malloc: tune_malloc() {'applied' if applied else 'not applicable'}"
 
     impls, unavailable = C.load_impls(impl_names)
+    if "deltaprop" in impls and not args.tune_malloc:
+        import deltaprop._malloc  # importing deltaprop applies tune_malloc() unless opted out
+
+        if deltaprop._malloc.tuned():
+            malloc_note = (
+                "glibc malloc: tune_malloc() applied by `import deltaprop` (process-wide: "
+                "every implementation runs with it; DELTAPROP_TUNE_MALLOC=0 turns it off)"
+            )
     print("# deltaprop benchmark" + (" (--quick)" if args.quick else ""))
     print()
     for line in C.machine_lines([malloc_note]):

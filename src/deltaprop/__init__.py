@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,14 @@ from deltaprop.tensor import (
 )
 
 __version__ = "0.1.0"
+
+# glibc's default malloc returns large freed blocks to the OS and page-faults them back on the
+# next training step, which can halve NumPy training speed; fixed thresholds keep them in the
+# heap (see deltaprop/_malloc.py). Process-wide and harmless; DELTAPROP_TUNE_MALLOC=0 opts out.
+if os.environ.get("DELTAPROP_TUNE_MALLOC", "1") != "0":
+    from deltaprop._malloc import tune_malloc as _tune_malloc
+
+    _tune_malloc()
 
 clip = clamp
 concatenate = cat

@@ -76,6 +76,7 @@ class Optimizer:
             )
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
+        self._scratch_buffers: dict[tuple, np.ndarray] = {}
         param_groups = list(params)
         if len(param_groups) == 0:
             raise ValueError("optimizer got an empty parameter list")
@@ -83,6 +84,18 @@ class Optimizer:
             param_groups = [{"params": param_groups}]
         for group in param_groups:
             self.add_param_group(group)
+
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """A reusable temporary shaped like ``like``, so that a step allocates no new arrays.
+
+        One buffer per (shape, dtype), shared by all parameters of that shape: it only ever holds
+        an intermediate value inside one parameter's update and never escapes ``step``.
+        """
+        key = (like.shape, like.dtype.str)
+        buf = self._scratch_buffers.get(key)
+        if buf is None:
+            buf = self._scratch_buffers[key] = np.empty_like(like)
+        return buf
 
     # -- groups ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:

@@ -129,6 +129,6 @@ class SGD(Optimizer):
                 if owned:
                     g *= lr
                     d -= g
-                else:
-                    d -= lr * g
+                else:  # lr * g into a reused buffer: no new array per step
+                    d -= np.multiply(g, lr, out=self._scratch(g))
         return loss
