@@ -56,9 +56,7 @@ class Stopwatch:
 
     def medians(self) -> dict[str, float]:
         """Median milliseconds per step of each label."""
-        return {
-            k: statistics.median(s.get(k, 0.0) for s in self.steps) * 1e3 for k in self.order
-        }
+        return {k: statistics.median(s.get(k, 0.0) for s in self.steps) * 1e3 for k in self.order}
 
 
 def median_step_ms(fn, steps: int) -> float:

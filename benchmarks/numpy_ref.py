@@ -423,6 +423,21 @@ def make_add_op(a: np.ndarray, b: np.ndarray) -> Callable[[], None]:
     return op
 
 
+def make_add_single_op(a: np.ndarray, b: np.ndarray) -> Callable[[], None]:
+    """One op: ``c = a + b`` and its backward for an upstream gradient g of ones: both inputs
+    receive g (the add gate distributes), accumulated into a.grad / b.grad."""
+    a_grad, b_grad = np.zeros_like(a), np.zeros_like(b)
+    g = np.ones_like(a)
+
+    def op() -> None:
+        c = a + b
+        np.add(a_grad, g, out=a_grad)
+        np.add(b_grad, g, out=b_grad)
+        return c
+
+    return op
+
+
 def make_matmul_op(a: np.ndarray, b: np.ndarray) -> Callable[[], None]:
     """``(a @ b).sum()`` and its backward (dA = G B^T, dB = A^T G), accumulated."""
     a_grad, b_grad = np.zeros_like(a), np.zeros_like(b)

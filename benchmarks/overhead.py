@@ -3,7 +3,8 @@
     python benchmarks/overhead.py [--quick]
 
 Two ops, each forward only (graph recorded, inputs require grad) and forward + backward:
-  add     (a + b).sum() on 2x2 float32 tensors: almost pure Python / dispatch overhead
+  add     a + b on 2x2 float32 tensors, backward with a given gradient (one op), and
+          (a + b).sum() with a scalar backward (two ops): almost pure Python / dispatch overhead
   matmul  (a @ b).sum() on 256x256 float32 tensors: three GEMMs, the overhead should vanish
 
 "extra µs" is the time above raw NumPy doing the same arithmetic (for the backward: the upstream
@@ -21,7 +22,8 @@ import numpy as np
 OPS = {
     # name: (shape, builder attribute)
     "add 2x2, fwd": ((2, 2), "make_add_forward"),
-    "add 2x2, fwd+bwd": ((2, 2), "make_add_op"),
+    "one add 2x2, fwd+bwd(g)": ((2, 2), "make_add_single_op"),
+    "add+sum 2x2, fwd+bwd": ((2, 2), "make_add_op"),
     "matmul 256x256, fwd": ((256, 256), "make_matmul_forward"),
     "matmul 256x256, fwd+bwd": ((256, 256), "make_matmul_op"),
 }

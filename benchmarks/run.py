@@ -85,8 +85,16 @@ WORKLOADS = {
             lambda: dict(zip(("x", "y"), C.tiny_regression_data())),
         ),
         Workload(
+            "add1",
+            "one add 2x2, fwd+bwd(g)",
+            "µs/op",
+            1,
+            lambda m, d: m.make_add_single_op(d["a"], d["b"]),
+            _pair((2, 2)),
+        ),
+        Workload(
             "add",
-            "add 2x2, fwd+bwd",
+            "add+sum 2x2, fwd+bwd",
             "µs/op",
             1,
             lambda m, d: m.make_add_op(d["a"], d["b"]),

@@ -122,6 +122,18 @@ def make_add_op(a: np.ndarray, b: np.ndarray):
     return op
 
 
+def make_add_single_op(a: np.ndarray, b: np.ndarray):
+    """One op: ``c = a + b; c.backward(g)`` with g of ones; gradients accumulate."""
+    ta = torch.tensor(a, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True)
+    g = torch.tensor(np.ones_like(a))
+
+    def op():
+        (ta + tb).backward(g)
+
+    return op
+
+
 def make_matmul_op(a: np.ndarray, b: np.ndarray):
     """``(a @ b).sum().backward()``; gradients accumulate in a.grad / b.grad."""
     ta = torch.tensor(a, requires_grad=True)
