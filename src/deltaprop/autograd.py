@@ -188,11 +188,8 @@ def run_backward(
                 stored.add(id(g))
                 old = leaf.grad
                 if old is None:
-                    if (
-                        g.dtype == leaf.data.dtype
-                        and g.shape == leaf.data.shape
-                        and g.flags.writeable
-                    ):
+                    # (views were copied above and user gradients on entry: g is writable)
+                    if g.dtype == leaf.data.dtype and g.shape == leaf.data.shape:
                         leaf.grad = _t._make(g)  # the common case: store as is
                         continue
                 elif (
