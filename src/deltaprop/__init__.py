@@ -20,6 +20,7 @@ import numpy as np
 
 from deltaprop import autograd
 from deltaprop.autograd import GradcheckError, gradcheck
+from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
 from deltaprop.ops.elementwise import (
     abs,
     add,
@@ -257,6 +258,7 @@ __all__ = [
     "zeros_like", "ones_like", "full_like", "arange", "linspace", "eye", "rand", "randn", "randint",
     "randperm", "manual_seed", "get_rng_state", "set_rng_state", "no_grad", "enable_grad",
     "is_grad_enabled", "is_tensor", "autograd", "gradcheck", "GradcheckError", "DimError",
+    "ShapeError", "DTypeError", "InvalidArgumentError",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
     "relu", "softmax", "log_softmax", "clamp", "clip", "where", "maximum", "minimum", "matmul",
     "sum", "mean", "max", "min", "amax", "amin", "var", "std", "argmax", "argmin", "reshape",

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.errors import ShapeError
 from deltaprop.nn import functional as F
 from deltaprop.nn import init
 from deltaprop.nn.module import Module, Parameter
-from deltaprop.ops.linear import ShapeError
 from deltaprop.tensor import Tensor, _make
 
 __all__ = [

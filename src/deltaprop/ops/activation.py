@@ -23,12 +23,13 @@ import warnings
 
 import numpy as np
 
+from deltaprop.errors import InvalidArgumentError
 from deltaprop.ops import elementwise as _ew
 from deltaprop.ops import softmax as _sm
 from deltaprop.ops.dual import exp as dual_exp
 from deltaprop.ops.dual import where as dual_where
 from deltaprop.ops.elementwise import as_tensor
-from deltaprop.ops.linear import InvalidArgumentError, check_float
+from deltaprop.ops.linear import check_float
 from deltaprop.tensor import Function, Tensor
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)

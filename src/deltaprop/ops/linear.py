@@ -16,24 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
 from deltaprop.ops.elementwise import as_tensor
 from deltaprop.tensor import Function, Tensor
 
-# ----------------------------------------------------------------------------------------------
-# errors shared by the nn.functional ops (activation, linear, norm, loss, dropout)
-# ----------------------------------------------------------------------------------------------
-
-
-class ShapeError(ValueError, RuntimeError):
-    """Incompatible shapes: a ValueError, and a RuntimeError as PyTorch raises for them."""
-
-
-class DTypeError(TypeError, RuntimeError):
-    """An unsupported or mismatched dtype: a TypeError, and a RuntimeError as PyTorch raises."""
-
-
-class InvalidArgumentError(ValueError, RuntimeError):
-    """A bad argument value where PyTorch raises RuntimeError: also a ValueError."""
+# the errors shared by the nn.functional ops live in deltaprop.errors (re-exported here)
 
 
 def check_float(op: str, name: str, t: Tensor) -> None:

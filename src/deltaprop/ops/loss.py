@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
 from deltaprop.ops.dual import unbroadcast
 from deltaprop.ops.elementwise import as_tensor
-from deltaprop.ops.linear import DTypeError, InvalidArgumentError, ShapeError, check_float
+from deltaprop.ops.linear import check_float
 from deltaprop.ops.shape import stack
 from deltaprop.ops.softmax import log_softmax
 from deltaprop.tensor import Function, Tensor, _make

@@ -145,7 +145,33 @@ class MaxPool2D(_Pool2D):
     def forward(self, x):
         self.dtype = x.dtype
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = self._padded(x, fill)
+        if self._is_2x2(x.shape):
+            xp, (y, arg) = x, self._forward_2x2(x)
+        else:
+            xp = self._padded(x, fill)
+            y, arg = self._forward_offsets(xp)
+        if x.dtype.kind == "f" and np.isnan(y.max()):  # max propagates NaN: one fast pass
+            # as PyTorch, a NaN counts as the maximum of its window: the last NaN takes the
+            # gradient (a rare slow path, so that the loops stay lean)
+            for k, (si, sj) in self._offsets():
+                np.copyto(arg, k, where=np.isnan(xp[:, :, si, sj]))
+        self.argmax = arg
+        return y
+
+    def _is_2x2(self, shape: tuple[int, ...]) -> bool:
+        """The common 2x2 window, stride 2, no padding, no dilation, every window inside the
+        input (not so in ceil mode with an odd size): the fast path."""
+        return (
+            2 * self.out_hw[0] <= shape[2]
+            and 2 * self.out_hw[1] <= shape[3]
+            and self.kernel == (2, 2)
+            and self.stride == (2, 2)
+            and self.padding == (0, 0)
+            and self.dilation == (1, 1)
+        )
+
+    def _forward_offsets(self, xp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(y, argmax) by a running maximum over the kernel offsets' strided slices."""
         kk = self.kernel[0] * self.kernel[1]
         idx_dtype = np.uint8 if kk <= 256 else np.int32
         offsets = self._offsets()
@@ -158,13 +184,39 @@ class MaxPool2D(_Pool2D):
             np.maximum(y, v, out=y)
             arg *= ~newer  # forget the old offset where a strictly greater value came
             arg += newer * idx_dtype(k)
-        if x.dtype.kind == "f" and np.isnan(y).any():
-            # as PyTorch, a NaN counts as the maximum of its window: the last NaN takes the
-            # gradient (a rare slow path, so that the loop above stays lean)
-            for k, (si, sj) in self._offsets():
-                np.copyto(arg, k, where=np.isnan(xp[:, :, si, sj]))
-        self.argmax = arg
-        return y
+        return y, arg
+
+    def _forward_2x2(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(y, argmax) of 2x2 windows with stride 2: a tournament on contiguous planes.
+
+        One strided copy gathers the four window positions into contiguous planes
+        ``v[a, b] = x[:, :, 2 i + a, 2 j + b]`` (N, C, Ho, Wo); then every comparison runs on
+        contiguous arrays (vectorised), instead of on stride-2 views::
+
+            top = max(v00, v01), bottom = max(v10, v11), y = max(top, bottom)
+            argmax = (2 + [v11 > v10]) if bottom > top else [v01 > v00]
+
+        Strict comparisons keep the first maximum in row-major order, as PyTorch.
+        """
+        n, c = x.shape[:2]
+        ho, wo = self.out_hw
+        win = x[:, :, : 2 * ho, : 2 * wo].reshape(n, c, ho, 2, wo, 2)
+        planes = np.empty((2, 2, n, c, ho, wo), dtype=x.dtype)
+        np.copyto(planes, win.transpose(3, 5, 0, 1, 2, 4))
+        v00, v01, v10, v11 = planes[0, 0], planes[0, 1], planes[1, 0], planes[1, 1]
+        right_top = np.greater(v01, v00).view(np.uint8)
+        right_bottom = np.greater(v11, v10).view(np.uint8)
+        top = np.maximum(v00, v01)
+        bottom = np.maximum(v10, v11, out=v10)
+        lower = np.greater(bottom, top).view(np.uint8)
+        y = np.maximum(top, bottom, out=top)
+        # argmax = lower ? 2 + right_bottom : right_top, on uint8 without branches
+        arg = np.bitwise_xor(right_top, right_bottom)
+        np.bitwise_and(arg, lower, out=arg)
+        np.bitwise_xor(arg, right_top, out=arg)
+        np.left_shift(lower, 1, out=lower)
+        np.bitwise_or(arg, lower, out=arg)
+        return y, arg
 
     def backward(self, gy):
         arg = self.argmax

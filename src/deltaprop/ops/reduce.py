@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.errors import DTypeError
 from deltaprop.ops.dual import broadcast_to
 from deltaprop.ops.shape import normalize_dim
 from deltaprop.tensor import Function, Tensor, _make
@@ -181,7 +182,10 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
          keepdims: Any = None) -> Tensor:  # fmt: skip
     """Mean over ``dim`` (all elements by default)."""
     if x.dtype.kind != "f":
-        raise TypeError(f"mean: expected a floating point tensor, got dtype {x.dtype}")
+        raise DTypeError(
+            f"mean: could not infer the output dtype: expected a floating point tensor, got "
+            f"dtype {x.dtype} (convert it with .float())"
+        )
     return Mean(_axes(x, "mean", dim, axis), _keep(keepdim, keepdims)).apply(x)
 
 

@@ -13,13 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.errors import DimError
 from deltaprop.ops.dual import permute as dual_permute
 from deltaprop.ops.dual import scatter_add, selects_once, sum_to
 from deltaprop.tensor import Function, Tensor
-
-
-class DimError(IndexError, ValueError):
-    """A ``dim`` argument out of range (an IndexError as in PyTorch, and a ValueError)."""
 
 
 def normalize_dim(dim: Any, ndim: int, op: str) -> int:
