@@ -295,3 +295,93 @@ def test_pool_dtype_errors():
         max_pool2d(dp.tensor(np.ones((1, 1, 4, 4), bool)), 2)
     with pytest.raises(ValueError, match="divisor must be a non-zero int"):
         avg_pool2d(dp.ones(1, 1, 4, 4), 2, divisor_override=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# the 2x2 / stride 2 fast path (MaxPool2D._forward_2x2) against the general offset loop
+# ----------------------------------------------------------------------------------------------
+
+
+def _fast_and_general(x: np.ndarray, **geometry):
+    """(output, argmax, dL/dx) of max_pool2d with the fast path, then with it switched off."""
+    results = []
+    for fast in (True, False):
+        xt = dp.from_numpy(x.copy()).requires_grad_()
+        y, idx = max_pool2d(xt, **geometry, return_indices=True)
+        op = y.grad_fn
+        assert op._is_2x2(x.shape) is True  # the geometry takes the fast path...
+        if not fast:  # ...unless told otherwise: redo forward and backward the general way
+            op._is_2x2 = lambda shape: False
+            xt = dp.from_numpy(x.copy()).requires_grad_()
+            y = op.apply(xt)
+            idx = dp.from_numpy(op.indices(x.shape[2], x.shape[3]))
+        g = np.arange(y.numel(), dtype=x.dtype).reshape(y.shape) + 1
+        y.backward(g)
+        results.append((y.detach().numpy(), np.asarray(idx.numpy()), xt.grad.numpy()))
+    return results
+
+
+FAST_INPUTS = {
+    "random": lambda s: np.random.default_rng(0).standard_normal(s),
+    "relu_ties": lambda s: np.maximum(np.round(np.random.default_rng(1).standard_normal(s)), 0),
+    "constant": lambda s: np.full(s, -2.0),
+    "infinities": lambda s: np.random.default_rng(2).choice([-np.inf, np.inf, 0.0, 1.0], s),
+    "nan": lambda s: np.where(np.random.default_rng(3).random(s) < 0.1, np.nan, 1.0),
+}
+
+
+@pytest.mark.parametrize("kind", FAST_INPUTS)
+@pytest.mark.parametrize("shape", [(2, 3, 8, 6), (1, 2, 7, 9), (3, 1, 2, 2), (2, 2, 5, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_2x2_fast_path_equals_general_path(kind, shape, dtype):
+    """Values, indices and gradients identical (bit for bit, NaN included), odd sizes too."""
+    x = FAST_INPUTS[kind](shape).astype(dtype)
+    (y, idx, gx), (y0, idx0, gx0) = _fast_and_general(x, kernel_size=2)
+    assert y.dtype == gx.dtype == dtype
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(idx, idx0)
+    np.testing.assert_array_equal(gx, gx0)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8])
+def test_max_pool2d_2x2_fast_path_integers(dtype):
+    x = np.random.default_rng(4).integers(0, 4, (2, 3, 6, 6)).astype(dtype)
+    op = MaxPool2D((2, 2), (2, 2), (0, 0), (1, 1), (3, 3))
+    y, arg = op._forward_2x2(x)
+    y0, arg0 = op._forward_offsets(x)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(arg, arg0)
+
+
+@needs_torch
+@pytest.mark.parametrize("kind", ["random", "relu_ties", "infinities"])
+def test_max_pool2d_2x2_fast_path_matches_torch_float32(kind):
+    x = FAST_INPUTS[kind]((4, 3, 10, 12)).astype(np.float32)
+    g = np.random.default_rng(5).standard_normal((4, 3, 5, 6)).astype(np.float32)
+    xt = dp.from_numpy(x.copy()).requires_grad_()
+    y = max_pool2d(xt, 2)
+    y.backward(g)
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    ty = F.max_pool2d(tx, 2)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(y.detach().numpy(), ty.detach().numpy())
+    np.testing.assert_array_equal(xt.grad.numpy(), tx.grad.numpy())
+
+
+@pytest.mark.parametrize(
+    "geometry, shape, fast",
+    [
+        (dict(kernel_size=2), (1, 1, 4, 4), True),
+        (dict(kernel_size=2), (1, 1, 5, 3), True),  # floor mode drops the last row / column
+        (dict(kernel_size=2, ceil_mode=True), (1, 1, 5, 4), False),  # a window hangs over
+        (dict(kernel_size=2, stride=1), (1, 1, 4, 4), False),
+        (dict(kernel_size=2, padding=1), (1, 1, 4, 4), False),
+        (dict(kernel_size=2, dilation=2), (1, 1, 6, 6), False),
+        (dict(kernel_size=(2, 3)), (1, 1, 6, 6), False),
+    ],
+)
+def test_max_pool2d_fast_path_is_taken_only_where_it_applies(geometry, shape, fast):
+    x = dp.zeros(*shape, requires_grad=True)
+    y = max_pool2d(x, **geometry)
+    assert y.grad_fn._is_2x2(shape) is fast
