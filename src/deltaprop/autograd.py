@@ -321,7 +321,8 @@ def gradcheck(
     xs: list[Any] = []
     for x in inputs:
         if isinstance(x, Tensor) and x.requires_grad:
-            xs.append(_t._make(x.data.astype(np.float64), True))
+            # a C-ordered copy: the perturbation below writes through reshape(-1), a view only then
+            xs.append(_t._make(np.array(x.data, dtype=np.float64, order="C"), True))
         else:
             xs.append(x)
     diff_idx = [i for i, x in enumerate(xs) if isinstance(x, Tensor) and x.requires_grad]

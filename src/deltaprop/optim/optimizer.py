@@ -91,7 +91,7 @@ class Optimizer:
         One buffer per (shape, dtype), shared by all parameters of that shape: it only ever holds
         an intermediate value inside one parameter's update and never escapes ``step``.
         """
-        key = (like.shape, like.dtype.str)
+        key = (like.shape, like.dtype.str, like.flags.f_contiguous and not like.flags.c_contiguous)
         buf = self._scratch_buffers.get(key)
         if buf is None:
             buf = self._scratch_buffers[key] = np.empty_like(like)

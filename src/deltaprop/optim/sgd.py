@@ -109,7 +109,7 @@ class SGD(Optimizer):
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
                     if buf is None:
-                        buf = _make(g if owned else g.copy())
+                        buf = _make(g if owned else g.copy(order="K"))
                         state["momentum_buffer"] = buf
                         owned = False  # g is now the buffer itself
                         b = buf.data
