@@ -156,19 +156,27 @@ class Function:
 
     def apply(self, *inputs: Tensor) -> Tensor:
         """Run ``forward`` on the inputs' arrays and record this op when a gradient is needed."""
+        if len(inputs) == 1:  # the most common arity, without building lists
+            x = inputs[0]
+            y = self.forward(x.data)
+            if type(y) is not np.ndarray:
+                y = np.asarray(y)
+            if _grad_enabled and x.requires_grad:
+                return self._record(inputs, y, (True,))
+            return _make(y)
         y = self.forward(*[t.data for t in inputs])
         if type(y) is not np.ndarray:
             y = np.asarray(y)
         if _grad_enabled:
-            for t in inputs:
-                if t.requires_grad:
-                    return self._record(inputs, y)
+            needs = tuple([t.requires_grad for t in inputs])
+            if True in needs:
+                return self._record(inputs, y, needs)
         return _make(y)
 
-    def _record(self, inputs: tuple[Tensor, ...], y: np.ndarray) -> Tensor:
+    def _record(self, inputs: tuple[Tensor, ...], y: np.ndarray, needs: tuple[bool, ...]) -> Tensor:
         """The output tensor, with this Function as its ``grad_fn``."""
         self.inputs = inputs
-        self.needs_grad = tuple([t.requires_grad for t in inputs])
+        self.needs_grad = needs
         out = _make(y, True, self)
         self._out = weakref.ref(out)  # weak: no reference cycle
         self._y = y  # the output array (its tensor may be gone before backward)

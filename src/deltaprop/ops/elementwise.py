@@ -64,7 +64,7 @@ class BinaryOp(Function):
         if type(y) is not np.ndarray:
             y = np.asarray(y)
         if _t._grad_enabled and (a.requires_grad or b.requires_grad):
-            return self._record((a, b), y)
+            return self._record((a, b), y, (a.requires_grad, b.requires_grad))
         return _make(y)
 
 
