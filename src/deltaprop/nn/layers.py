@@ -90,6 +90,16 @@ def _check_tensor(layer: Module, x: Any) -> Tensor:
     raise TypeError(f"{layer._get_name()}: expected a Tensor input, got {type(x).__name__}")
 
 
+def _affine_parameters(
+    module: Module, shape: tuple[int, ...], affine: bool, bias: bool, dtype: np.dtype
+) -> None:
+    """A norm layer's learnable scale (ones) and shift (zeros), or None where disabled."""
+    module.register_parameter("weight", Parameter(np.ones(shape, dtype=dtype)) if affine else None)
+    module.register_parameter(
+        "bias", Parameter(np.zeros(shape, dtype=dtype)) if affine and bias else None
+    )
+
+
 def _empty(shape: tuple[int, ...], dtype: np.dtype) -> Parameter:
     return Parameter(np.empty(shape, dtype=dtype))
 
@@ -479,15 +489,7 @@ class LayerNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         dt = _dtype(dtype)
-        if elementwise_affine:
-            self.weight = Parameter(np.ones(self.normalized_shape, dtype=dt))
-            if bias:
-                self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dt))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.normalized_shape, elementwise_affine, bias, dt)
 
     def reset_parameters(self) -> None:
         if self.weight is not None:
@@ -541,15 +543,7 @@ class _BatchNorm(Module):
         self.affine = affine
         self.track_running_stats = track_running_stats
         dt = _dtype(dtype)
-        if affine:
-            self.weight = Parameter(np.ones(self.num_features, dtype=dt))
-            if bias:
-                self.bias = Parameter(np.zeros(self.num_features, dtype=dt))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, (self.num_features,), affine, bias, dt)
         if track_running_stats:
             self.register_buffer("running_mean", _make(np.zeros(self.num_features, dtype=dt)))
             self.register_buffer("running_var", _make(np.ones(self.num_features, dtype=dt)))

@@ -113,15 +113,11 @@ class Adam(Optimizer):
                 step_t = state["step"].data
                 step_t += 1
                 step = float(step_t)
-                if maximize:
-                    g = np.negative(g)
-                if weight_decay != 0:
-                    if decoupled:
-                        d *= 1 - lr * weight_decay
-                    else:
-                        t = d * weight_decay
-                        t += g
-                        g = t
+                if decoupled and weight_decay != 0:  # AdamW: decay the weights directly
+                    d *= 1 - lr * weight_decay
+                    g, _ = self._effective_grad(d, g, 0.0, maximize)
+                else:
+                    g, _ = self._effective_grad(d, g, weight_decay, maximize)
                 m = state["exp_avg"].data
                 v = state["exp_avg_sq"].data
                 # m <- m + (1 - beta1) (g - m)   (torch's lerp)

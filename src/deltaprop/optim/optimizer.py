@@ -85,6 +85,22 @@ class Optimizer:
         for group in param_groups:
             self.add_param_group(group)
 
+    @staticmethod
+    def _effective_grad(
+        d: np.ndarray, g: np.ndarray, weight_decay: float, maximize: bool
+    ) -> tuple[np.ndarray, bool]:
+        """The gradient an update uses, as PyTorch: ``-g`` when maximizing, plus the L2 term
+        ``weight_decay * param``. Returns ``(g, owned)``; ``owned`` is True when ``g`` is a new
+        array the caller may modify in place (``p.grad`` itself is never modified)."""
+        owned = False
+        if maximize:
+            g, owned = np.negative(g), True
+        if weight_decay != 0:
+            t = d * weight_decay
+            t += g
+            g, owned = t, True
+        return g, owned
+
     def _scratch(self, like: np.ndarray) -> np.ndarray:
         """A reusable temporary shaped like ``like``, so that a step allocates no new arrays.
 

@@ -111,12 +111,7 @@ class RMSprop(Optimizer):
                     if centered:
                         state["grad_avg"] = _make(np.zeros_like(d))
                 state["step"].data += 1
-                if maximize:
-                    g = np.negative(g)
-                if weight_decay != 0:
-                    t = d * weight_decay
-                    t += g
-                    g = t
+                g, _ = self._effective_grad(d, g, weight_decay, maximize)
                 v = state["square_avg"].data
                 v *= alpha
                 tmp = np.multiply(g, g)

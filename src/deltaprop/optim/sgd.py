@@ -95,16 +95,8 @@ class SGD(Optimizer):
                     continue
                 d = p.data
                 g = p.grad.data
-                owned = False  # whether g is a temporary of ours (safe to modify in place)
-                if weight_decay != 0:
-                    t = d * weight_decay
-                    if maximize:
-                        t -= g
-                    else:
-                        t += g
-                    g, owned = t, True
-                elif maximize:
-                    g, owned = np.negative(g), True
+                # owned: whether g is a temporary of ours (safe to modify in place)
+                g, owned = self._effective_grad(d, g, weight_decay, maximize)
                 if momentum != 0:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
