@@ -100,6 +100,16 @@ def _affine_parameters(
     )
 
 
+def _default_init(weight: Parameter, bias: Parameter | None) -> None:
+    """PyTorch's default for Linear and Conv2d: weight kaiming_uniform_(a=sqrt(5)), bias
+    uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) (zero when fan_in is 0)."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(bias, -bound, bound)
+
+
 def _empty(shape: tuple[int, ...], dtype: np.dtype) -> Parameter:
     return Parameter(np.empty(shape, dtype=dtype))
 
@@ -164,11 +174,7 @@ class Linear(Module):
 
     def reset_parameters(self) -> None:
         """Re-draw the parameters with PyTorch's default initialisation."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        _default_init(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         if type(input) is not Tensor:
@@ -269,12 +275,7 @@ class Conv2d(Module):
 
     def reset_parameters(self) -> None:
         """Re-draw the parameters with PyTorch's default initialisation."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        _default_init(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         input = _check_tensor(self, input)
