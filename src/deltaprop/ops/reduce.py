@@ -142,8 +142,11 @@ class Var(Function):
         if not self.keepdims:
             gy = gy.reshape(_kept_shape(x.shape, self.axes))
         xc = x - x.mean(axis=self.axes, keepdims=True)
-        dof = self.n - self.correction  # 0 degrees of freedom: inf scale, NaN result, as torch
-        return (gy * xc * (2.0 / dof if dof else float("inf")),)
+        dof = self.n - self.correction
+        if dof == 0:  # no degrees of freedom: NaN, as torch (without NumPy's warning)
+            with np.errstate(invalid="ignore"):
+                return (gy * xc * float("inf"),)
+        return (gy * xc * (2.0 / dof),)
 
 
 class Std(Function):
