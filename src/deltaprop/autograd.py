@@ -167,10 +167,7 @@ def run_backward(
                 if create_graph:  # recorded formulas may still read outputs: release at the end
                     done.append(fn)
                 else:
-                    fn.inputs = None  # release: the links to the inputs and the saved buffers
-                    fn._y = None
-                    if fn.__dict__:
-                        fn.__dict__.clear()
+                    fn.release()
         for fn in done:
             fn.release()
     finally:

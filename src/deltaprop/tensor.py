@@ -164,6 +164,14 @@ class Function:
             if _grad_enabled and x.requires_grad:
                 return self._record(inputs, y, (True,))
             return _make(y)
+        if len(inputs) == 2:  # binary ops, likewise
+            a, b = inputs
+            y = self.forward(a.data, b.data)
+            if type(y) is not np.ndarray:
+                y = np.asarray(y)
+            if _grad_enabled and (a.requires_grad or b.requires_grad):
+                return self._record(inputs, y, (a.requires_grad, b.requires_grad))
+            return _make(y)
         y = self.forward(*[t.data for t in inputs])
         if type(y) is not np.ndarray:
             y = np.asarray(y)
@@ -201,9 +209,10 @@ class Function:
 
     def release(self) -> None:
         """Drop the saved buffers and the links to the inputs (after a backward pass)."""
-        self.__dict__.clear()
         self.inputs = None
         self._y = None
+        if self.__dict__:
+            self.__dict__.clear()
 
     @property
     def name(self) -> str:

@@ -77,10 +77,6 @@ def log(x: Any) -> Any:
     return x.log() if isinstance(x, Tensor) else np.log(x)
 
 
-def sqrt(x: Any) -> Any:
-    return x.sqrt() if isinstance(x, Tensor) else np.sqrt(x)
-
-
 def unbroadcast(g: Any, x: Any) -> Any:
     """``g`` reduced to the shape of input ``x`` and cast to its dtype (binary-op backward)."""
     g = sum_to(g, x.shape)

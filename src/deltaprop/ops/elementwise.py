@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop import tensor as _t
 from deltaprop.ops.dual import log as dual_log
 from deltaprop.ops.dual import unbroadcast
 from deltaprop.ops.dual import where as dual_where
@@ -60,12 +59,7 @@ class BinaryOp(Function):
             _check_broadcast(self.op, a, b)
         if a.data.dtype != b.data.dtype:
             a, b = _promote(a, b)
-        y = self.forward(a.data, b.data)
-        if type(y) is not np.ndarray:
-            y = np.asarray(y)
-        if _t._grad_enabled and (a.requires_grad or b.requires_grad):
-            return self._record((a, b), y, (a.requires_grad, b.requires_grad))
-        return _make(y)
+        return Function.apply(self, a, b)
 
 
 def _promote(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
