@@ -100,6 +100,16 @@ def _affine_parameters(
     )
 
 
+def _weight_and_bias(
+    module: Module, weight_shape: tuple[int, ...], bias: bool, dtype: np.dtype
+) -> None:
+    """Register a layer's weight (and a bias of size weight_shape[0], or None), then draw them
+    with the layer's ``reset_parameters``."""
+    module.register_parameter("weight", _empty(weight_shape, dtype))
+    module.register_parameter("bias", _empty((weight_shape[0],), dtype) if bias else None)
+    module.reset_parameters()
+
+
 def _default_init(weight: Parameter, bias: Parameter | None) -> None:
     """PyTorch's default for Linear and Conv2d: weight kaiming_uniform_(a=sqrt(5)), bias
     uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) (zero when fan_in is 0)."""
@@ -165,12 +175,7 @@ class Linear(Module):
         self.in_features = _positive_int("Linear", "in_features", in_features, True)
         self.out_features = _positive_int("Linear", "out_features", out_features, True)
         dt = _dtype(dtype)
-        self.weight = _empty((self.out_features, self.in_features), dt)
-        if bias:
-            self.bias = _empty((self.out_features,), dt)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _weight_and_bias(self, (self.out_features, self.in_features), bias, dt)
 
     def reset_parameters(self) -> None:
         """Re-draw the parameters with PyTorch's default initialisation."""
@@ -266,12 +271,9 @@ class Conv2d(Module):
         self.transposed = False
         dt = _dtype(dtype)
         kh, kw = self.kernel_size
-        self.weight = _empty((self.out_channels, self.in_channels // self.groups, kh, kw), dt)
-        if bias:
-            self.bias = _empty((self.out_channels,), dt)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _weight_and_bias(
+            self, (self.out_channels, self.in_channels // self.groups, kh, kw), bias, dt
+        )
 
     def reset_parameters(self) -> None:
         """Re-draw the parameters with PyTorch's default initialisation."""

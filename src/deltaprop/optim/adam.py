@@ -98,11 +98,7 @@ class Adam(Optimizer):
             amsgrad = bool(group["amsgrad"])
             maximize = bool(group["maximize"])
             decoupled = bool(group["decoupled_weight_decay"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = p.data
-                g = p.grad.data
+            for p, d, g in self._with_grads(group):
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = _make(np.array(0.0, dtype=np.float32))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,14 @@ class Optimizer:
             param_groups = [{"params": param_groups}]
         for group in param_groups:
             self.add_param_group(group)
+
+    @staticmethod
+    def _with_grads(group: dict[str, Any]) -> Iterator[tuple[Tensor, np.ndarray, np.ndarray]]:
+        """``(param, param array, gradient array)`` for each parameter of ``group`` that has a
+        gradient (those without one are skipped, as PyTorch does)."""
+        for p in group["params"]:
+            if p.grad is not None:
+                yield p, p.data, p.grad.data
 
     @staticmethod
     def _effective_grad(

@@ -97,11 +97,7 @@ class RMSprop(Optimizer):
             momentum = float(group["momentum"])
             centered = bool(group["centered"])
             maximize = bool(group["maximize"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = p.data
-                g = p.grad.data
+            for p, d, g in self._with_grads(group):
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = _make(np.array(0.0, dtype=np.float32))

@@ -90,11 +90,7 @@ class SGD(Optimizer):
             weight_decay = float(group["weight_decay"])
             nesterov = bool(group["nesterov"])
             maximize = bool(group["maximize"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = p.data
-                g = p.grad.data
+            for p, d, g in self._with_grads(group):
                 # owned: whether g is a temporary of ours (safe to modify in place)
                 g, owned = self._effective_grad(d, g, weight_decay, maximize)
                 if momentum != 0:
