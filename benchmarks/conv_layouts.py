@@ -19,9 +19,9 @@ otherwise). Prints the best-of-blocks time per call in ms (the min: the machine 
 
 Other modes (both call ``deltaprop._malloc.tune_malloc()`` first, as the trainer does):
 
-* ``--layouts``: the op itself (``Convolution2D``, forward + backward through the Tensor API) in
-  each of its two layouts, batch-innermost and NCHW, over batch sizes 1-256 and four layer shapes;
-  the data behind ``deltaprop.ops.conv.choose_layout``.
+* ``--layouts``: the op itself (``Convolution2DFunction``, forward + backward through the Tensor
+  API) in each of its two layouts, batch-innermost and NCHW, over batch sizes 1-256 and four layer
+  shapes; the data behind ``deltaprop.ops.conv.choose_layout``.
 * ``--vs-torch``: deltaprop's ``conv2d`` and ``max_pool2d`` against PyTorch CPU on the LeNet-5
   layers (batch 64), alternating the two in blocks in one process (median per call).
 
@@ -259,10 +259,10 @@ def _clock():
 
 
 def layouts() -> None:
-    """Forward + backward of Convolution2D in each internal layout, over batch and layer shape."""
+    """Forward + backward of Convolution2DFunction in each internal layout, over batch and shape."""
     import deltaprop as dp
     from deltaprop._malloc import tune_malloc
-    from deltaprop.ops.conv import BATCH_INNER, BATCH_OUTER, Convolution2D, choose_layout
+    from deltaprop.ops.conv import BATCH_INNER, BATCH_OUTER, Convolution2DFunction, choose_layout
 
     print(_common.pin_threads(), "| malloc tuned:", tune_malloc())
     clock = _clock()
@@ -289,7 +289,7 @@ def layouts() -> None:
 
                 def run(layout=layout, x=x, w=w, b=b, p=p, g=g):
                     x.grad = w.grad = b.grad = None
-                    op = Convolution2D((1, 1), (p,) * 4, (1, 1), 1, True, layout)
+                    op = Convolution2DFunction((1, 1), (p,) * 4, (1, 1), 1, True, layout)
                     op.apply(x, w, b).backward(g)
 
                 fns[layout] = run

@@ -9,7 +9,7 @@ from oracle import compare, needs_torch, rand, torch
 
 import deltaprop as dp
 from deltaprop.nn import functional as F
-from deltaprop.ops.activation import GeluTanh, erfc_nonneg, normal_cdf
+from deltaprop.ops.activation import GeluTanhFunction, erfc_nonneg, normal_cdf
 
 TF = torch.nn.functional if torch is not None else None
 
@@ -141,7 +141,7 @@ def test_gelu_fused_matches_twin(approximate):
     (gx2,) = dp.autograd.grad(y2.sum(), x2)
     np.testing.assert_allclose(y.data, y2.data, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(gx.data, gx2.data, rtol=1e-12, atol=1e-15)
-    assert isinstance(fn, GeluTanh) == (approximate == "tanh")
+    assert isinstance(fn, GeluTanhFunction) == (approximate == "tanh")
 
 
 @needs_torch

@@ -7,7 +7,13 @@ import pytest
 from oracle import compare, needs_torch, raises_both, rand, torch
 
 import deltaprop as dp
-from deltaprop.ops.conv import BATCH_INNER, BATCH_OUTER, Convolution2D, choose_layout, conv2d
+from deltaprop.ops.conv import (
+    BATCH_INNER,
+    BATCH_OUTER,
+    Convolution2DFunction,
+    choose_layout,
+    conv2d,
+)
 
 if torch is not None:
     import torch.nn.functional as F
@@ -121,7 +127,7 @@ def test_conv2d_both_layouts_match_torch(
     x, wt, b = rand(n, c, *hw, seed=15), rand(k, c // groups, *kernel, seed=16), rand(k, seed=17)
     op_args = (stride, padding, dilation, groups, True, layout)
     compare(
-        lambda x, w, b: Convolution2D(*op_args).apply(x, w, b),
+        lambda x, w, b: Convolution2DFunction(*op_args).apply(x, w, b),
         lambda x, w, b: _torch_conv_asym(x, w, b, stride, padding, dilation, groups),
         [x, wt, b],
         atol=1e-9,
@@ -242,7 +248,7 @@ def test_conv2d_fused_and_twin_agree(layout, stride, padding, dilation, groups):
     x = dp.tensor(rand(2, 4, 7, 6, seed=30), dtype=dp.float64, requires_grad=True)
     w = dp.tensor(rand(6, 4 // groups, 3, 2, seed=31), dtype=dp.float64, requires_grad=True)
     b = dp.tensor(rand(6, seed=32), dtype=dp.float64, requires_grad=True)
-    op = Convolution2D(stride, padding, dilation, groups, True, layout)
+    op = Convolution2DFunction(stride, padding, dilation, groups, True, layout)
     y_fused, y_twin = op.apply(x, w, b), op.twin(x, w, b)
     assert y_fused.shape == y_twin.shape
     r = dp.tensor(rand(*y_fused.shape, seed=33), dtype=dp.float64)
@@ -259,7 +265,7 @@ def test_conv2d_gradcheck_each_layout(layout):
     w = dp.tensor(rand(2, 2, 2, 3, seed=39), dtype=dp.float64, requires_grad=True)
     b = dp.tensor(rand(2, seed=40), dtype=dp.float64, requires_grad=True)
     op_args = ((2, 1), (1, 0, 2, 1), (1, 1), 1, True, layout)
-    assert dp.gradcheck(lambda x, w, b: Convolution2D(*op_args).apply(x, w, b), (x, w, b))
+    assert dp.gradcheck(lambda x, w, b: Convolution2DFunction(*op_args).apply(x, w, b), (x, w, b))
 
 
 @needs_torch

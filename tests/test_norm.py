@@ -7,7 +7,7 @@ from oracle import compare, needs_torch, rand, torch
 import deltaprop as dp
 from deltaprop.nn import functional as F
 from deltaprop.ops.linear import DTypeError, ShapeError
-from deltaprop.ops.norm import BatchNorm, LayerNorm
+from deltaprop.ops.norm import BatchNormFunction, LayerNormFunction
 
 TF = torch.nn.functional if torch is not None else None
 
@@ -73,7 +73,7 @@ def test_layer_norm_fused_matches_twin():
     w = dp.tensor(rand(5, seed=2), dtype=dp.float64, requires_grad=True)
     r = dp.tensor(rand(3, 2, 5, seed=4), dtype=dp.float64)
     y = F.layer_norm(x, 5, w)
-    assert isinstance(y.grad_fn, LayerNorm)
+    assert isinstance(y.grad_fn, LayerNormFunction)
     y2 = y.grad_fn.twin(x, w)
     g1 = dp.autograd.grad((y * r).sum(), [x, w])
     g2 = dp.autograd.grad((y2 * r).sum(), [x, w])
@@ -217,7 +217,7 @@ def test_batch_norm_fused_matches_twin(training):
     rm, rv = dp.tensor(rand(3, seed=4), dtype=dp.float64), dp.ones(3, dtype=dp.float64) * 2
     r = dp.tensor(rand(4, 3, 5, seed=5), dtype=dp.float64)
     y = F.batch_norm(x, rm, rv, w, b, training=training)
-    assert isinstance(y.grad_fn, BatchNorm)
+    assert isinstance(y.grad_fn, BatchNormFunction)
     y2 = y.grad_fn.twin(x, w, b)
     g1 = dp.autograd.grad((y * r).sum(), [x, w, b])
     g2 = dp.autograd.grad((y2 * r).sum(), [x, w, b])

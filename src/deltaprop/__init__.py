@@ -21,6 +21,9 @@ import numpy as np
 from deltaprop import autograd
 from deltaprop.autograd import GradcheckError, gradcheck
 from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
+from deltaprop.ops.activation import log_softmax_along as log_softmax
+from deltaprop.ops.activation import relu, sigmoid, tanh
+from deltaprop.ops.activation import softmax_along as softmax
 from deltaprop.ops.elementwise import (
     abs,
     add,
@@ -33,11 +36,8 @@ from deltaprop.ops.elementwise import (
     mul,
     neg,
     pow,
-    relu,
-    sigmoid,
     sqrt,
     sub,
-    tanh,
     where,
 )
 from deltaprop.ops.matmul import matmul
@@ -54,7 +54,6 @@ from deltaprop.ops.shape import (
     transpose,
     unsqueeze,
 )
-from deltaprop.ops.softmax import log_softmax, softmax
 from deltaprop.random import get_rng_state, manual_seed, set_rng_state
 from deltaprop.tensor import (
     Function,

@@ -149,6 +149,10 @@ class Function:
     defines ``twin(*inputs)``: the same function composed of primitive ops. With
     ``create_graph=True`` the engine differentiates the twin instead, so higher-order gradients
     work for fused ops too.
+
+    Naming: every subclass is called ``<Op>Function`` (``MulFunction``, ``LinearFunction``), so
+    an op is never confused with the ``nn`` Module of the same name; :attr:`name` drops the
+    suffix (``grad_fn`` prints as ``<MulBackward>``).
     """
 
     __slots__ = ("inputs", "needs_grad", "_out", "_y", "__dict__")
@@ -216,7 +220,8 @@ class Function:
 
     @property
     def name(self) -> str:
-        return type(self).__name__
+        """The op's name: the class name without its ``Function`` suffix (``Mul``)."""
+        return type(self).__name__.removesuffix("Function")
 
     @property
     def next_functions(self) -> tuple:
@@ -449,7 +454,7 @@ class Tensor:
 
     def clone(self) -> Tensor:
         """A differentiable copy."""
-        return _ew.Clone().apply(self)
+        return _ew.CloneFunction().apply(self)
 
     def contiguous(self) -> Tensor:
         return self
@@ -621,13 +626,13 @@ class Tensor:
         return _ew.abs(self)
 
     def tanh(self) -> Tensor:
-        return _ew.tanh(self)
+        return _act.TanhFunction().apply(self)
 
     def sigmoid(self) -> Tensor:
-        return _ew.sigmoid(self)
+        return _act.SigmoidFunction().apply(self)
 
     def relu(self) -> Tensor:
-        return _ew.relu(self)
+        return _act.ReluFunction().apply(self)
 
     def square(self) -> Tensor:
         return _ew.pow(self, 2)
@@ -647,10 +652,10 @@ class Tensor:
         return _ew.where(mask, value, self)
 
     def softmax(self, dim: int = -1) -> Tensor:
-        return _sm.softmax(self, dim)
+        return _act.softmax_along(self, dim)
 
     def log_softmax(self, dim: int = -1) -> Tensor:
-        return _sm.log_softmax(self, dim)
+        return _act.log_softmax_along(self, dim)
 
     # -- reductions (ops/reduce.py) ----------------------------------------------------------
     def sum(
@@ -748,10 +753,10 @@ def is_tensor(obj: Any) -> bool:
 
 # Op modules import Tensor from here, so they are imported after the class exists.
 from deltaprop import autograd as _autograd  # noqa: E402
+from deltaprop.ops import activation as _act  # noqa: E402
 from deltaprop.ops import elementwise as _ew  # noqa: E402
 from deltaprop.ops import matmul as _mm  # noqa: E402
 from deltaprop.ops import reduce as _red  # noqa: E402
 from deltaprop.ops import shape as _shape  # noqa: E402
-from deltaprop.ops import softmax as _sm  # noqa: E402
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "is_tensor"]

@@ -6,7 +6,14 @@ gelu        y = x Phi(x)                      dy/dx = Phi(x) + x phi(x)
             Phi(x) = (1 + erf(x / sqrt 2)) / 2 the standard normal CDF, phi(x) its density
 gelu tanh   y = x (1 + tanh u) / 2,  u = sqrt(2/pi) (x + 0.044715 x^3)
             dy/dx = (1 + tanh u) / 2 + x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2
-sigmoid, tanh, softmax, log_softmax: the engine's ops (see ops/elementwise.py, ops/softmax.py).
+sigmoid     y = 1 / (1 + e^-x)                dy/dx = y (1 - y)
+tanh        y = tanh(x)                       dy/dx = 1 - y^2
+softmax     y_i = e^(x_i - m) / sum_k e^(x_k - m),  m = max_k x_k
+            dy_i/dx_j = y_i (1[i=j] - y_j)   =>  gx = y * (gy - sum(gy * y))
+log_softmax y_i = x_i - m - log sum_k e^(x_k - m)
+            dy_i/dx_j = 1[i=j] - softmax_j    =>  gx = gy - softmax(x) * sum(gy)
+
+softmax and log_softmax subtract the maximum first (log-sum-exp): no overflow for any input.
 
 NumPy has no ``erf``. :func:`normal_cdf` evaluates ``erfc`` with a Chebyshev expansion of
 ``log(erfc(z) / t) + z^2`` in ``t = 2 / (2 + z)`` (the method of Numerical Recipes, 3rd ed.,
@@ -20,16 +27,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 
 from deltaprop.errors import InvalidArgumentError
-from deltaprop.ops import elementwise as _ew
-from deltaprop.ops import softmax as _sm
 from deltaprop.ops.dual import exp as dual_exp
 from deltaprop.ops.dual import where as dual_where
 from deltaprop.ops.elementwise import as_tensor
 from deltaprop.ops.linear import check_float
+from deltaprop.ops.shape import normalize_dim
 from deltaprop.tensor import Function, Tensor
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
@@ -99,7 +106,89 @@ def normal_cdf(x: np.ndarray) -> np.ndarray:
     return h
 
 
-class NormalCdf(Function):
+class ReluFunction(Function):
+    """y = max(x, 0).  dy/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return np.maximum(x, 0)
+
+    def backward(self, gy):
+        return (gy * self.mask,)
+
+
+class LeakyReluFunction(Function):
+    """y = x if x > 0 else s x.  dy/dx = 1 if x > 0 else s (s at x = 0, as PyTorch)."""
+
+    def __init__(self, negative_slope: float) -> None:
+        self.slope = negative_slope
+
+    def forward(self, x):
+        self.pos = x > 0
+        return np.where(self.pos, x, x * self.slope)
+
+    def backward(self, gy):
+        return (dual_where(self.pos, gy, gy * self.slope),)
+
+
+class SigmoidFunction(Function):
+    """y = 1 / (1 + e^-x), computed stably.  dy/dx = y (1 - y): one gate instead of four.
+
+    With ``e = exp(-|x|)`` (never overflows): ``y = 1/(1+e)`` for x >= 0 and ``e/(1+e)`` for x < 0.
+    """
+
+    def forward(self, x):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1, e).astype(x.dtype, copy=False) / (1 + e)
+
+    def backward(self, gy):
+        y = self.saved_output()
+        return (gy * y * (1 - y),)
+
+
+class TanhFunction(Function):
+    """y = tanh(x).  dy/dx = 1 - y^2."""
+
+    def forward(self, x):
+        return np.tanh(x)
+
+    def backward(self, gy):
+        y = self.saved_output()
+        return (gy * (1 - y * y),)
+
+
+class SoftmaxFunction(Function):
+    """y = softmax(x) along ``dim``.  gx = y * (gy - sum_dim(gy * y))."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def forward(self, x):
+        e = np.exp(x - x.max(axis=self.dim, keepdims=True))
+        e /= e.sum(axis=self.dim, keepdims=True)
+        return e
+
+    def backward(self, gy):
+        y = self.saved_output()
+        return (y * (gy - (gy * y).sum(axis=self.dim, keepdims=True)),)
+
+
+class LogSoftmaxFunction(Function):
+    """y = log_softmax(x) along ``dim``.  gx = gy - exp(y) * sum_dim(gy)."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def forward(self, x):
+        z = x - x.max(axis=self.dim, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=self.dim, keepdims=True))
+
+    def backward(self, gy):
+        y = self.saved_output()
+        return (gy - dual_exp(y) * gy.sum(axis=self.dim, keepdims=True),)
+
+
+class NormalCdfFunction(Function):
     """y = Phi(x), the standard normal CDF.  dy/dx = phi(x) = exp(-x^2/2) / sqrt(2 pi).
 
     The backward formula uses only dual helpers, so it is differentiable again (gelu's twin).
@@ -113,7 +202,7 @@ class NormalCdf(Function):
         return (gy * (dual_exp(x * x * -0.5) * _INV_SQRT_2PI),)
 
 
-class Gelu(Function):
+class GeluFunction(Function):
     """y = x Phi(x) (exact GELU).  dy/dx = Phi(x) + x phi(x),  phi(x) = exp(-x^2/2)/sqrt(2 pi)."""
 
     def forward(self, x):
@@ -132,10 +221,10 @@ class Gelu(Function):
         return (g,)
 
     def twin(self, x: Tensor) -> Tensor:
-        return x * NormalCdf().apply(x)
+        return x * NormalCdfFunction().apply(x)
 
 
-class GeluTanh(Function):
+class GeluTanhFunction(Function):
     """y = x (1 + tanh u) / 2,  u = sqrt(2/pi) (x + 0.044715 x^3)  (GELU, tanh approximation).
 
     dy/dx = (1 + tanh u) / 2 + x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2.
@@ -175,20 +264,6 @@ class GeluTanh(Function):
         return x * (u.tanh() + 1.0) * 0.5
 
 
-class LeakyRelu(Function):
-    """y = x if x > 0 else s x.  dy/dx = 1 if x > 0 else s (s at x = 0, as PyTorch)."""
-
-    def __init__(self, negative_slope: float) -> None:
-        self.slope = negative_slope
-
-    def forward(self, x):
-        self.pos = x > 0
-        return np.where(self.pos, x, x * self.slope)
-
-    def backward(self, gy):
-        return (dual_where(self.pos, gy, gy * self.slope),)
-
-
 # ----------------------------------------------------------------------------------------------
 # functions
 # ----------------------------------------------------------------------------------------------
@@ -203,7 +278,7 @@ def relu(x: Tensor, inplace: bool = False) -> Tensor:
     >>> relu(dp.tensor([-1.0, 0.0, 2.0]))
     tensor([0., 0., 2.])
     """
-    return _ew.relu(as_tensor(x))
+    return ReluFunction().apply(as_tensor(x))
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
@@ -217,7 +292,7 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -
     """
     x = as_tensor(x)
     check_float("leaky_relu", "input", x)
-    return LeakyRelu(float(negative_slope)).apply(x)
+    return LeakyReluFunction(float(negative_slope)).apply(x)
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
@@ -230,25 +305,39 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     x = as_tensor(x)
     check_float("gelu", "input", x)
     if approximate == "none":
-        return Gelu().apply(x)
+        return GeluFunction().apply(x)
     if approximate == "tanh":
-        return GeluTanh().apply(x)
+        return GeluTanhFunction().apply(x)
     raise InvalidArgumentError(
         f"gelu: approximate argument must be either 'none' or 'tanh', got {approximate!r}"
     )
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    """``1 / (1 + exp(-x))``, stable for any input; dy/dx = y (1 - y)."""
-    return _ew.sigmoid(as_tensor(x))
+    """``1 / (1 + exp(-x))``, stable for any input; dy/dx = y (1 - y).
+
+    >>> import deltaprop as dp
+    >>> sigmoid(dp.tensor([0.0, 1000.0, -1000.0]))
+    tensor([0.5, 1. , 0. ])
+    """
+    return SigmoidFunction().apply(as_tensor(x))
 
 
 def tanh(x: Tensor) -> Tensor:
     """``tanh(x)``; dy/dx = 1 - y^2."""
-    return _ew.tanh(as_tensor(x))
+    return TanhFunction().apply(as_tensor(x))
 
 
-def _softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
+def softmax_dim(x: Tensor, dim: Any, op: str = "softmax") -> int:
+    """``dim`` checked and normalised for a softmax of ``x`` (which must be floating point)."""
+    if dim is None:
+        raise TypeError(f"{op}: dim must be given (e.g. dim=-1 for the last axis)")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating point tensor, got dtype {x.dtype}")
+    return normalize_dim(dim, x.ndim, op)
+
+
+def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
     """PyTorch's legacy implicit dim (with its deprecation warning) when ``dim`` is None."""
     warnings.warn(
         f"Implicit dimension choice for {name} has been deprecated. "
@@ -259,30 +348,48 @@ def _softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
+def _softmax_input(name: str, x: Any, dim: Any, stacklevel: int, dtype: Any) -> tuple:
+    x = as_tensor(x)
+    if dtype is not None:
+        x = x.to(dtype)
+    if dim is None:
+        dim = _implicit_dim(name, x.ndim, stacklevel + 1)
+    return x, softmax_dim(x, dim, name)
+
+
 def softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """Softmax along ``dim`` (``dtype`` casts the input first), as ``torch.nn.functional``.
+
+    Positive values that sum to 1 along ``dim``. With ``dim=None`` PyTorch's legacy choice is
+    made (dim 0 for 0-, 1- and 3-D inputs, else 1) with a warning.
 
     >>> import deltaprop as dp
     >>> softmax(dp.tensor([[0.0, 0.0]]), dim=1)
     tensor([[0.5, 0.5]])
     """
-    x = as_tensor(x)
-    if dtype is not None:
-        x = x.to(dtype)
-    if dim is None:
-        dim = _softmax_dim("softmax", x.ndim, _stacklevel)
-    return _sm.softmax(x, dim)
+    x, d = _softmax_input("softmax", x, dim, _stacklevel, dtype)
+    return SoftmaxFunction(d).apply(x)
 
 
 def log_softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
-    """``log(softmax(x, dim))`` computed without overflow (log-sum-exp)."""
-    x = as_tensor(x)
-    if dtype is not None:
-        x = x.to(dtype)
-    if dim is None:
-        dim = _softmax_dim("log_softmax", x.ndim, _stacklevel)
-    return _sm.log_softmax(x, dim)
+    """``log(softmax(x, dim))`` computed without overflow or log(0) (log-sum-exp)."""
+    x, d = _softmax_input("log_softmax", x, dim, _stacklevel, dtype)
+    return LogSoftmaxFunction(d).apply(x)
 
 
-__all__ = ["relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax",
-           "normal_cdf", "erfc_nonneg", "Gelu", "GeluTanh", "LeakyRelu", "NormalCdf"]  # fmt: skip
+def softmax_along(x: Tensor, dim: int) -> Tensor:
+    """Softmax along a required ``dim``, as ``torch.softmax`` and ``Tensor.softmax``."""
+    return SoftmaxFunction(softmax_dim(x, dim, "softmax")).apply(x)
+
+
+def log_softmax_along(x: Tensor, dim: int) -> Tensor:
+    """log_softmax along a required ``dim``, as ``torch.log_softmax``."""
+    return LogSoftmaxFunction(softmax_dim(x, dim, "log_softmax")).apply(x)
+
+
+__all__ = [
+    "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "softmax_along",
+    "log_softmax_along", "softmax_dim", "normal_cdf", "erfc_nonneg", "ReluFunction",
+    "LeakyReluFunction", "SigmoidFunction", "TanhFunction", "SoftmaxFunction",
+    "LogSoftmaxFunction", "GeluFunction", "GeluTanhFunction", "NormalCdfFunction",
+]  # fmt: skip

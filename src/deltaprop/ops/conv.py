@@ -33,7 +33,7 @@ position axis (the first layer's (6 x 25) @ (25 x 50176)) are cut into column bl
 cache, which ran 2-4x faster than one big OpenBLAS call. Only the kernel offsets are looped over
 in Python, never positions or samples.
 
-``Convolution2D.twin`` is the same convolution composed of primitive ops (slices, stack,
+``Convolution2DFunction.twin`` is the same convolution composed of primitive ops (slices, stack,
 matmul): the teaching version, the second oracle of the tests, and what the engine
 differentiates for higher-order gradients.
 
@@ -58,7 +58,7 @@ from deltaprop.tensor import Function, Tensor, _make, is_grad_enabled
 
 __all__ = [
     "conv2d",
-    "Convolution2D",
+    "Convolution2DFunction",
     "conv_output_size",
     "choose_layout",
     "pad2d",
@@ -216,7 +216,7 @@ def _batch_first(src: np.ndarray, out: np.ndarray, add: Any = None) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-class Convolution2D(Function):
+class Convolution2DFunction(Function):
     """y = conv2d(x, w) + b by im2col (see the module docstring for the formulas).
 
     Forward:  cols = im2col(xpad) (C*kh*kw, positions);  Y = W (K, C*kh*kw) @ cols + b.
@@ -474,7 +474,7 @@ def conv2d(
             raise TypeError(f"conv2d: bias dtype {bias.dtype} differs from input dtype {x.dtype}")
         inputs.append(bias)
     save_cols = is_grad_enabled() and weight.requires_grad
-    op = Convolution2D(stride_, pads, dilation_, int(groups), save_cols)
+    op = Convolution2DFunction(stride_, pads, dilation_, int(groups), save_cols)
     if x.ndim == 3:
         return op.apply(x.unsqueeze(0), *inputs[1:]).squeeze(0)
     return op.apply(*inputs)

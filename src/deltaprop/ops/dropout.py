@@ -17,7 +17,7 @@ from deltaprop.random import default_generator
 from deltaprop.tensor import Function, Tensor
 
 
-class Dropout(Function):
+class DropoutFunction(Function):
     """y = x * mask.  gx = gy * mask  (``mask`` holds 0 or 1/(1-p), in the input's dtype)."""
 
     def __init__(self, mask: np.ndarray) -> None:
@@ -56,7 +56,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = Fa
     if not training or p == 0.0:
         return x
     check_float("dropout", "input", x)
-    return Dropout(dropout_mask(x.shape, p, x.dtype)).apply(x)
+    return DropoutFunction(dropout_mask(x.shape, p, x.dtype)).apply(x)
 
 
-__all__ = ["dropout", "dropout_mask", "Dropout"]
+__all__ = ["dropout", "dropout_mask", "DropoutFunction"]

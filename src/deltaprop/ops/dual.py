@@ -93,9 +93,9 @@ def scatter_add(shape: tuple[int, ...], index: Any, g: Any, dtype: Any) -> Any:
     repeat an index, so their gradients are accumulated with ``np.add.at``.
     """
     if isinstance(g, Tensor):
-        from deltaprop.ops.shape import IndexAdd
+        from deltaprop.ops.shape import IndexAddFunction
 
-        return IndexAdd(shape, index).apply(g)
+        return IndexAddFunction(shape, index).apply(g)
     out = np.zeros(shape, dtype=dtype)
     if selects_once(index):
         out[index] = g

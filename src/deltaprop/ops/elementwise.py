@@ -49,7 +49,7 @@ def _check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
         ) from None
 
 
-class BinaryOp(Function):
+class BinaryFunction(Function):
     """A binary op that broadcasts: clear shape errors, shared by the arithmetic ops."""
 
     op = "binary"
@@ -78,7 +78,7 @@ def _promote(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------------------------------------------
 
 
-class Add(BinaryOp):
+class AddFunction(BinaryFunction):
     """y = a + b.  dy/da = 1, dy/db = 1: the add gate passes gy unchanged to both inputs."""
 
     op = "add"
@@ -93,7 +93,7 @@ class Add(BinaryOp):
         return ga, gb
 
 
-class Sub(BinaryOp):
+class SubFunction(BinaryFunction):
     """y = a - b.  dy/da = 1, dy/db = -1."""
 
     op = "sub"
@@ -108,7 +108,7 @@ class Sub(BinaryOp):
         return ga, gb
 
 
-class Mul(BinaryOp):
+class MulFunction(BinaryFunction):
     """y = a * b.  dy/da = b, dy/db = a: the mul gate swaps its inputs."""
 
     op = "mul"
@@ -123,7 +123,7 @@ class Mul(BinaryOp):
         return ga, gb
 
 
-class Div(BinaryOp):
+class DivFunction(BinaryFunction):
     """y = a / b.  dy/da = 1/b, dy/db = -a/b^2."""
 
     op = "div"
@@ -138,7 +138,7 @@ class Div(BinaryOp):
         return ga, gb
 
 
-class Neg(Function):
+class NegFunction(Function):
     """y = -x.  dy/dx = -1."""
 
     def forward(self, x):
@@ -148,7 +148,7 @@ class Neg(Function):
         return (-gy,)
 
 
-class PowConst(Function):
+class PowConstFunction(Function):
     """y = x^p for a constant p.  dy/dx = p x^(p-1)."""
 
     def __init__(self, p: float) -> None:
@@ -165,7 +165,7 @@ class PowConst(Function):
         return (gy * (p * x ** (p - 1)),)
 
 
-class Pow(BinaryOp):
+class PowFunction(BinaryFunction):
     """y = a^b.  dy/da = b a^(b-1), dy/db = a^b ln a (taken as 0 where a = 0, as PyTorch)."""
 
     op = "pow"
@@ -188,36 +188,36 @@ class Pow(BinaryOp):
 
 def add(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
-    return Add().apply(a, b)
+    return AddFunction().apply(a, b)
 
 
 def sub(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
-    return Sub().apply(a, b)
+    return SubFunction().apply(a, b)
 
 
 def mul(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
-    return Mul().apply(a, b)
+    return MulFunction().apply(a, b)
 
 
 def div(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
     if a.dtype.kind != "f" and b.dtype.kind != "f":  # true division of integers -> float32
         a, b = cast(a, float32), cast(b, float32)
-    return Div().apply(a, b)
+    return DivFunction().apply(a, b)
 
 
 def neg(x: Tensor) -> Tensor:
-    return Neg().apply(x)
+    return NegFunction().apply(x)
 
 
 def pow(a: Any, b: Any) -> Tensor:
-    """``a ** b``; a constant exponent uses the cheaper :class:`PowConst`."""
+    """``a ** b``; a constant exponent uses the cheaper :class:`PowConstFunction`."""
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return PowConst(b).apply(a)
+        return PowConstFunction(b).apply(a)
     a, b = _pair(a, b)
-    return Pow().apply(a, b)
+    return PowFunction().apply(a, b)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def pow(a: Any, b: Any) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-class Exp(Function):
+class ExpFunction(Function):
     """y = e^x.  dy/dx = e^x = y."""
 
     def forward(self, x):
@@ -235,7 +235,7 @@ class Exp(Function):
         return (gy * self.saved_output(),)
 
 
-class Log(Function):
+class LogFunction(Function):
     """y = ln x.  dy/dx = 1/x."""
 
     def forward(self, x):
@@ -246,7 +246,7 @@ class Log(Function):
         return (gy / x,)
 
 
-class Sqrt(Function):
+class SqrtFunction(Function):
     """y = sqrt(x).  dy/dx = 1 / (2 sqrt(x)) = 1/(2y) (infinite at x = 0, as PyTorch)."""
 
     def forward(self, x):
@@ -256,7 +256,7 @@ class Sqrt(Function):
         return (gy / (2 * self.saved_output()),)
 
 
-class Abs(Function):
+class AbsFunction(Function):
     """y = |x|.  dy/dx = sign(x); the subgradient at 0 is 0 (as PyTorch)."""
 
     def forward(self, x):
@@ -266,44 +266,7 @@ class Abs(Function):
         return (gy * np.sign(self.inputs[0].data),)
 
 
-class Tanh(Function):
-    """y = tanh(x).  dy/dx = 1 - y^2."""
-
-    def forward(self, x):
-        return np.tanh(x)
-
-    def backward(self, gy):
-        y = self.saved_output()
-        return (gy * (1 - y * y),)
-
-
-class Sigmoid(Function):
-    """y = 1 / (1 + e^-x), computed stably.  dy/dx = y (1 - y): one gate instead of four.
-
-    With ``e = exp(-|x|)`` (never overflows): ``y = 1/(1+e)`` for x >= 0 and ``e/(1+e)`` for x < 0.
-    """
-
-    def forward(self, x):
-        e = np.exp(-np.abs(x))
-        return np.where(x >= 0, 1, e).astype(x.dtype, copy=False) / (1 + e)
-
-    def backward(self, gy):
-        y = self.saved_output()
-        return (gy * y * (1 - y),)
-
-
-class Relu(Function):
-    """y = max(x, 0).  dy/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)."""
-
-    def forward(self, x):
-        self.mask = x > 0
-        return np.maximum(x, 0)
-
-    def backward(self, gy):
-        return (gy * self.mask,)
-
-
-class Maximum(BinaryOp):
+class MaximumFunction(BinaryFunction):
     """y = max(a, b) elementwise.  The max gate routes gy to the larger input; a tie splits it
     in half between both (as PyTorch)."""
 
@@ -320,7 +283,7 @@ class Maximum(BinaryOp):
         return ga, gb
 
 
-class Minimum(BinaryOp):
+class MinimumFunction(BinaryFunction):
     """y = min(a, b) elementwise.  Routes gy to the smaller input; a tie splits it in half."""
 
     op = "minimum"
@@ -336,7 +299,7 @@ class Minimum(BinaryOp):
         return ga, gb
 
 
-class Clamp(Function):
+class ClampFunction(Function):
     """y = min(max(x, lo), hi).  dy/dx = 1 where lo <= x <= hi (inclusive, as PyTorch), else 0."""
 
     def __init__(self, lo: float | None, hi: float | None) -> None:
@@ -360,7 +323,7 @@ class Clamp(Function):
         return (gy * mask,)
 
 
-class Where(Function):
+class WhereFunction(Function):
     """y = a where cond else b.  dy/da = cond, dy/db = not cond (cond is a constant mask)."""
 
     def __init__(self, cond: np.ndarray) -> None:
@@ -377,7 +340,7 @@ class Where(Function):
         return ga, gb
 
 
-class Cast(Function):
+class CastFunction(Function):
     """y = x converted to another dtype.  dy/dx = 1 (the gradient is cast back)."""
 
     def __init__(self, dtype: np.dtype) -> None:
@@ -391,7 +354,7 @@ class Cast(Function):
         return (gy.astype(self.in_dtype),)
 
 
-class Clone(Function):
+class CloneFunction(Function):
     """y = copy of x.  dy/dx = 1."""
 
     def forward(self, x):
@@ -402,41 +365,29 @@ class Clone(Function):
 
 
 def exp(x: Tensor) -> Tensor:
-    return Exp().apply(x)
+    return ExpFunction().apply(x)
 
 
 def log(x: Tensor) -> Tensor:
-    return Log().apply(x)
+    return LogFunction().apply(x)
 
 
 def sqrt(x: Tensor) -> Tensor:
-    return Sqrt().apply(x)
+    return SqrtFunction().apply(x)
 
 
 def abs(x: Tensor) -> Tensor:
-    return Abs().apply(x)
-
-
-def tanh(x: Tensor) -> Tensor:
-    return Tanh().apply(x)
-
-
-def sigmoid(x: Tensor) -> Tensor:
-    return Sigmoid().apply(x)
-
-
-def relu(x: Tensor) -> Tensor:
-    return Relu().apply(x)
+    return AbsFunction().apply(x)
 
 
 def maximum(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
-    return Maximum().apply(a, b)
+    return MaximumFunction().apply(a, b)
 
 
 def minimum(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
-    return Minimum().apply(a, b)
+    return MinimumFunction().apply(a, b)
 
 
 def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
@@ -444,7 +395,7 @@ def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tens
         raise ValueError("clamp: at least one of min and max must be given")
     lo = float(min) if min is not None else None
     hi = float(max) if max is not None else None
-    return Clamp(lo, hi).apply(x)
+    return ClampFunction(lo, hi).apply(x)
 
 
 def where(cond: Any, a: Any, b: Any) -> Tensor:
@@ -460,7 +411,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
             f"where: condition {c.shape}, input {a.shape} and other {b.shape} cannot be "
             "broadcast together"
         ) from None
-    return Where(c).apply(a, b)
+    return WhereFunction(c).apply(a, b)
 
 
 def cast(x: Tensor, dtype: Any) -> Tensor:
@@ -469,7 +420,7 @@ def cast(x: Tensor, dtype: Any) -> Tensor:
         return x
     if dt.kind != "f" and x.requires_grad:
         return _make(x.data.astype(dt))  # leaves the graph: integer tensors have no gradient
-    return Cast(dt).apply(x)
+    return CastFunction(dt).apply(x)
 
 
 def compare(a: Any, b: Any, ufunc: Any) -> Tensor:

@@ -43,7 +43,7 @@ def check_same_dtype(op: str, x: Tensor, name: str, other: Tensor) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-class Linear(Function):
+class LinearFunction(Function):
     """y = x W^T + b.  gx = gy W,  gW = gy^T x,  gb = sum_rows gy  (batch dims flattened).
 
     Inputs are ``(x, W)`` or ``(x, W, b)``. The backward formula uses only ``@``, ``.T``,
@@ -98,7 +98,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             and xd.dtype == wd.dtype == bd.dtype
             and xd.dtype.kind == "f"
         ):
-            return Linear().apply(x, weight, bias)
+            return LinearFunction().apply(x, weight, bias)
     x, weight = as_tensor(x), as_tensor(weight)
     check_float("linear", "input", x)
     check_float("linear", "weight", weight)
@@ -114,7 +114,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         )
     check_same_dtype("linear", x, "weight", weight)
     if bias is None:
-        return Linear().apply(x, weight)
+        return LinearFunction().apply(x, weight)
     bias = as_tensor(bias)
     if bias.shape != (weight.shape[0],):
         raise ShapeError(
@@ -122,7 +122,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"({weight.shape[0]},) for weight shape {weight.shape}"
         )
     check_same_dtype("linear", x, "bias", bias)
-    return Linear().apply(x, weight, bias)
+    return LinearFunction().apply(x, weight, bias)
 
 
-__all__ = ["linear", "Linear", "ShapeError", "DTypeError", "InvalidArgumentError"]
+__all__ = ["linear", "LinearFunction", "ShapeError", "DTypeError", "InvalidArgumentError"]

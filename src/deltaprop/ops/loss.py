@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
+from deltaprop.ops.activation import log_softmax_along as log_softmax
 from deltaprop.ops.dual import unbroadcast
 from deltaprop.ops.elementwise import as_tensor
 from deltaprop.ops.linear import check_float
 from deltaprop.ops.shape import stack
-from deltaprop.ops.softmax import log_softmax
 from deltaprop.tensor import Function, Tensor, _make
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -124,7 +124,7 @@ def _check_target(op: str, x: Tensor, target: Any) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-class MSELoss(Function):
+class MSELossFunction(Function):
     """l = (x - t)^2 (x and t broadcast), reduced.  dl/dx = 2 (x - t),  dl/dt = -2 (x - t).
 
     The formula uses only arithmetic and ``unbroadcast``, so it is differentiable again.
@@ -168,7 +168,9 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
         and input.data.dtype == target.data.dtype
         and input.data.dtype.kind == "f"
     ):
-        return MSELoss(reduction).apply(input, target)  # fast path: the checks below, inlined
+        return MSELossFunction(reduction).apply(
+            input, target
+        )  # fast path: the checks below, inlined
     reduction = _reduction("mse_loss", reduction, size_average, reduce)
     x = as_tensor(input)
     check_float("mse_loss", "input", x)
@@ -187,7 +189,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
             raise ShapeError(
                 f"mse_loss: input shape {x.shape} and target shape {t.shape} cannot be broadcast"
             ) from None
-    return MSELoss(reduction).apply(x, t)
+    return MSELossFunction(reduction).apply(x, t)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
 # ----------------------------------------------------------------------------------------------
 
 
-class BinaryCrossEntropy(Function):
+class BinaryCrossEntropyFunction(Function):
     """l = -w [t max(log x, -100) + (1-t) max(log(1-x), -100)].
 
     dl/dx = w (x - t) / max(x (1 - x), 1e-12);   dl/dt = w log((1 - x) / x)  (-logit(x), unclamped
@@ -282,7 +284,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
                 f"[{a.min()}, {a.max()}]); for logits use binary_cross_entropy_with_logits"
             )
     w = _const(op, "weight", weight, x)
-    return BinaryCrossEntropy(w, reduction).apply(x, t)
+    return BinaryCrossEntropyFunction(w, reduction).apply(x, t)
 
 
 def _log_sigmoid(x: Tensor) -> Tensor:
@@ -291,7 +293,7 @@ def _log_sigmoid(x: Tensor) -> Tensor:
     return log_softmax(z, -1)[..., 1]
 
 
-class BCEWithLogits(Function):
+class BCEWithLogitsFunction(Function):
     """l = w [(1 - t) x + q softplus(-x)],  q = (pos_weight - 1) t + 1  (q = 1 without pos_weight).
 
     softplus(-x) = max(-x, 0) + log(1 + exp(-|x|)) never overflows (logits of +-1000 are fine).
@@ -379,7 +381,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
         raise ShapeError(f"{op}: target size {t.shape} must be the same as input size {x.shape}")
     w = _const(op, "weight", weight, x)
     pw = _const(op, "pos_weight", pos_weight, x)
-    return BCEWithLogits(w, pw, reduction).apply(x, t)
+    return BCEWithLogitsFunction(w, pw, reduction).apply(x, t)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -506,7 +508,7 @@ class IndexTargets:
         return _loss_scale(gy, reduction, self.denom)
 
 
-class CrossEntropy(Function):
+class CrossEntropyFunction(Function):
     """Fused log_softmax + NLL (+ label smoothing) for class-index targets.
 
     l_i = (1-eps) w_y (lse_i - x_{i,y}) + (eps/C) (sum(w) lse_i - sum_c w_c x_{i,c}),
@@ -582,7 +584,7 @@ class CrossEntropy(Function):
         return tg.reduce(l, self.reduction)
 
 
-class CrossEntropyProb(Function):
+class CrossEntropyProbFunction(Function):
     """Cross entropy with class-probability targets t (same shape as the logits).
 
     l_i = -sum_c a_{i,c} logp_{i,c},  a = w ((1-eps) t + eps/C).
@@ -684,12 +686,12 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
             )
         if t.dtype != x.dtype:
             t = t.to(x.dtype)
-        return CrossEntropyProb(w, reduction, eps).apply(x, t)
+        return CrossEntropyProbFunction(w, reduction, eps).apply(x, t)
     tg = IndexTargets(op, x, t, w, int(ignore_index))
-    return CrossEntropy(tg, reduction, eps).apply(x)
+    return CrossEntropyFunction(tg, reduction, eps).apply(x)
 
 
-class NLLLoss(Function):
+class NLLLossFunction(Function):
     """l_i = -w_y x_{i,y} (x holds log-probabilities).  dl_i/dx_i = -w_y onehot(y_i)."""
 
     def __init__(self, tg: IndexTargets, reduction: str) -> None:
@@ -739,9 +741,11 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     c = _n_classes(op, x)
     w = _class_weight(op, weight, c, x.dtype)
     tg = IndexTargets(op, x, as_tensor(target), w, int(ignore_index))
-    return NLLLoss(tg, reduction).apply(x)
+    return NLLLossFunction(tg, reduction).apply(x)
 
 
-__all__ = ["mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-           "cross_entropy", "nll_loss", "MSELoss", "BinaryCrossEntropy", "BCEWithLogits",
-           "CrossEntropy", "CrossEntropyProb", "NLLLoss", "IndexTargets"]  # fmt: skip
+__all__ = [
+    "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
+    "nll_loss", "MSELossFunction", "BinaryCrossEntropyFunction", "BCEWithLogitsFunction",
+    "CrossEntropyFunction", "CrossEntropyProbFunction", "NLLLossFunction", "IndexTargets",
+]  # fmt: skip

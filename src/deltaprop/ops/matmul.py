@@ -16,7 +16,7 @@ from deltaprop.ops.elementwise import _pair
 from deltaprop.tensor import Function, Tensor
 
 
-class MatMul(Function):
+class MatMulFunction(Function):
     """y = a @ b.  dy/da = gy @ b^T,  dy/db = a^T @ gy (per batch, broadcast axes summed)."""
 
     def forward(self, a, b):
@@ -64,4 +64,4 @@ def matmul(a: Any, b: Any) -> Tensor:
             raise ValueError(
                 f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast"
             ) from None
-    return MatMul().apply(a, b)
+    return MatMulFunction().apply(a, b)

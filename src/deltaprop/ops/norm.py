@@ -35,7 +35,7 @@ from deltaprop.tensor import Function, Tensor
 # ----------------------------------------------------------------------------------------------
 
 
-class LayerNorm(Function):
+class LayerNormFunction(Function):
     """y = gamma * (x - mu) / sqrt(var + eps) + beta over the last ``n_axes`` dims, per sample.
 
     gx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = gy * gamma,  rstd = 1/sqrt(var+eps);
@@ -160,7 +160,7 @@ def layer_norm(
             )
         check_same_dtype("layer_norm", x, name, p)
         params.append(p)
-    fn = LayerNorm(k, float(eps), weight is not None, bias is not None)
+    fn = LayerNormFunction(k, float(eps), weight is not None, bias is not None)
     return fn.apply(x, *params)
 
 
@@ -169,7 +169,7 @@ def layer_norm(
 # ----------------------------------------------------------------------------------------------
 
 
-class BatchNorm(Function):
+class BatchNormFunction(Function):
     """Batch normalization of ``x (N, C, *)`` per channel C.
 
     training:  y = gamma * (x - mu_B) / sqrt(var_B + eps) + beta, batch statistics over (N, *)
@@ -336,7 +336,7 @@ def batch_norm(
                 "batch_norm: expected more than 1 value per channel when training, got input of "
                 f"shape {x.shape}"
             )
-        fn = BatchNorm(True, float(eps), weight is not None, bias is not None)
+        fn = BatchNormFunction(True, float(eps), weight is not None, bias is not None)
         y = fn.apply(x, *params)
         m = float(momentum)
         if running_mean is not None:
@@ -353,9 +353,9 @@ def batch_norm(
             "batch_norm: running_mean and running_var must be given in evaluation mode "
             "(training=False)"
         )
-    fn = BatchNorm(False, float(eps), weight is not None, bias is not None,
+    fn = BatchNormFunction(False, float(eps), weight is not None, bias is not None,
                    running_mean.data.copy(), running_var.data.copy())  # fmt: skip
     return fn.apply(x, *params)
 
 
-__all__ = ["layer_norm", "batch_norm", "LayerNorm", "BatchNorm"]
+__all__ = ["layer_norm", "batch_norm", "LayerNormFunction", "BatchNormFunction"]

@@ -48,7 +48,7 @@ import numpy as np
 from deltaprop.ops.conv import int_pair, pad2d, window_slices
 from deltaprop.tensor import Function, Tensor, _make
 
-__all__ = ["max_pool2d", "avg_pool2d", "MaxPool2D", "AvgPool2D", "pool_output_size"]
+__all__ = ["max_pool2d", "avg_pool2d", "MaxPool2DFunction", "AvgPool2DFunction", "pool_output_size"]
 
 
 def pool_output_size(
@@ -62,7 +62,7 @@ def pool_output_size(
     return out
 
 
-class _Pool2D(Function):
+class _Pool2DFunction(Function):
     """Shared geometry: kernel, stride, padding, dilation and the padded input they read."""
 
     def __init__(
@@ -134,7 +134,7 @@ class _Pool2D(Function):
         return stack([xp[:, :, si, sj] for _, (si, sj) in self._offsets()], dim=-1)
 
 
-class MaxPool2D(_Pool2D):
+class MaxPool2DFunction(_Pool2DFunction):
     """y = max over each window of the (-inf padded) input.
 
     Forward keeps ``argmax`` (N, C, Ho, Wo): the window offset k = u*kw + v of the maximum, the
@@ -245,7 +245,7 @@ class MaxPool2D(_Pool2D):
         return self._twin_windows(x, fill).max(dim=-1)[0]
 
 
-class AvgPool2D(_Pool2D):
+class AvgPool2DFunction(_Pool2DFunction):
     """y = sum over each window / D (zero padding).  dL/dx: gy / D to every window element."""
 
     def __init__(
@@ -394,7 +394,7 @@ def max_pool2d(
     )
     if x.dtype.kind not in "fiu":
         raise TypeError(f"max_pool2d: expected a float or integer tensor, got {x.dtype}")
-    op = MaxPool2D(kernel, stride_, pad, dil, out_hw)
+    op = MaxPool2DFunction(kernel, stride_, pad, dil, out_hw)
     x4 = x.unsqueeze(0) if x.ndim == 3 else x
     y = op.apply(x4)
     if x.ndim == 3:
@@ -439,7 +439,7 @@ def avg_pool2d(
         or divisor_override == 0
     ):
         raise ValueError(f"avg_pool2d: divisor must be a non-zero int, got {divisor_override!r}")
-    op = AvgPool2D(kernel, stride_, pad, out_hw, bool(count_include_pad), divisor_override)
+    op = AvgPool2DFunction(kernel, stride_, pad, out_hw, bool(count_include_pad), divisor_override)
     if x.ndim == 3:
         return op.apply(x.unsqueeze(0)).squeeze(0)
     return op.apply(x)

@@ -60,7 +60,7 @@ def _count(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> int:
     return int(np.prod([shape[i] for i in axes])) if axes else 1
 
 
-class Sum(Function):
+class SumFunction(Function):
     """y = sum of x over axes.  dy/dx_i = 1: gx = gy broadcast back to x's shape."""
 
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool) -> None:
@@ -76,7 +76,7 @@ class Sum(Function):
         return (broadcast_to(gy, shape),)
 
 
-class Mean(Function):
+class MeanFunction(Function):
     """y = sum of x over axes / N.  dy/dx_i = 1/N."""
 
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool) -> None:
@@ -93,7 +93,7 @@ class Mean(Function):
         return (broadcast_to(gy / self.n, shape),)
 
 
-class MaxMin(Function):
+class MaxMinFunction(Function):
     """y = max (or min) of x over axes.
 
     The max gate routes the whole upstream gradient to the maximal element. Which element, where
@@ -127,7 +127,7 @@ class MaxMin(Function):
         return (gy * self.mask,)
 
 
-class Var(Function):
+class VarFunction(Function):
     """y = sum (x - mean)^2 / (N - correction).  dy/dx_i = 2 (x_i - mean) / (N - correction)."""
 
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool, correction: float) -> None:
@@ -149,7 +149,7 @@ class Var(Function):
         return (gy * xc * (2.0 / dof),)
 
 
-class Std(Function):
+class StdFunction(Function):
     """y = sqrt(var).  dy/dx_i = (x_i - mean) / ((N - correction) y)."""
 
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool, correction: float) -> None:
@@ -178,7 +178,7 @@ class Std(Function):
 def sum(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
         keepdims: Any = None) -> Tensor:  # fmt: skip
     """Sum over ``dim`` (all elements by default)."""
-    return Sum(_axes(x, "sum", dim, axis), _keep(keepdim, keepdims)).apply(x)
+    return SumFunction(_axes(x, "sum", dim, axis), _keep(keepdim, keepdims)).apply(x)
 
 
 def mean(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
@@ -189,7 +189,7 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
             f"mean: could not infer the output dtype: expected a floating point tensor, got "
             f"dtype {x.dtype} (convert it with .float())"
         )
-    return Mean(_axes(x, "mean", dim, axis), _keep(keepdim, keepdims)).apply(x)
+    return MeanFunction(_axes(x, "mean", dim, axis), _keep(keepdim, keepdims)).apply(x)
 
 
 def _max_min(x: Tensor, dim: Any, keepdim: bool, axis: Any, keepdims: Any, is_max: bool) -> Any:
@@ -199,11 +199,11 @@ def _max_min(x: Tensor, dim: Any, keepdim: bool, axis: Any, keepdims: Any, is_ma
     d = dim if dim is not None else axis
     keep = _keep(keepdim, keepdims)
     if d is None:
-        return MaxMin(None, keep, is_max).apply(x)
+        return MaxMinFunction(None, keep, is_max).apply(x)
     if isinstance(d, (tuple, list)):  # numpy-style multi-axis: values only
-        return MaxMin(_axes(x, op, d, None), keep, is_max).apply(x)
+        return MaxMinFunction(_axes(x, op, d, None), keep, is_max).apply(x)
     ax = normalize_dim(d, x.ndim, op)
-    fn = MaxMin((ax,), keep, is_max, index_dim=ax)
+    fn = MaxMinFunction((ax,), keep, is_max, index_dim=ax)
     values = fn.apply(x)
     idx = fn.indices if keep else np.squeeze(fn.indices, axis=ax)
     result = max_result if is_max else min_result
@@ -224,11 +224,11 @@ def min(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
 
 def amax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     """Maximum values over ``dim``; the gradient is shared equally among ties."""
-    return MaxMin(_axes(x, "amax", dim, None), keepdim, True).apply(x)
+    return MaxMinFunction(_axes(x, "amax", dim, None), keepdim, True).apply(x)
 
 
 def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    return MaxMin(_axes(x, "amin", dim, None), keepdim, False).apply(x)
+    return MaxMinFunction(_axes(x, "amin", dim, None), keepdim, False).apply(x)
 
 
 def _correction(unbiased: Any, correction: Any) -> float:
@@ -245,7 +245,7 @@ def var(x: Tensor, dim: Any = None, keepdim: bool = False, *, unbiased: Any = No
     if isinstance(dim, bool):  # torch's var(x, unbiased) positional form
         unbiased, dim = dim, None
     c = _correction(unbiased, correction)
-    return Var(_axes(x, "var", dim, axis), _keep(keepdim, keepdims), c).apply(x)
+    return VarFunction(_axes(x, "var", dim, axis), _keep(keepdim, keepdims), c).apply(x)
 
 
 def std(x: Tensor, dim: Any = None, keepdim: bool = False, *, unbiased: Any = None,
@@ -254,7 +254,7 @@ def std(x: Tensor, dim: Any = None, keepdim: bool = False, *, unbiased: Any = No
     if isinstance(dim, bool):
         unbiased, dim = dim, None
     c = _correction(unbiased, correction)
-    return Std(_axes(x, "std", dim, axis), _keep(keepdim, keepdims), c).apply(x)
+    return StdFunction(_axes(x, "std", dim, axis), _keep(keepdim, keepdims), c).apply(x)
 
 
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:

@@ -40,7 +40,7 @@ def _shape_arg(op: str, shape: tuple) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-class Reshape(Function):
+class ReshapeFunction(Function):
     """y = x with a new shape (same elements in the same order).  gx = gy reshaped back."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
@@ -53,7 +53,7 @@ class Reshape(Function):
         return (gy.reshape(self.inputs[0].shape),)
 
 
-class Permute(Function):
+class PermuteFunction(Function):
     """y = x with its axes reordered.  gx = gy with the inverse order."""
 
     def __init__(self, axes: tuple[int, ...]) -> None:
@@ -66,7 +66,7 @@ class Permute(Function):
         return (dual_permute(gy, tuple(np.argsort(self.axes))),)
 
 
-class Expand(Function):
+class ExpandFunction(Function):
     """y = x broadcast to a larger shape.  gx = gy summed over the broadcast axes."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
@@ -79,7 +79,7 @@ class Expand(Function):
         return (sum_to(gy, self.inputs[0].shape),)
 
 
-class GetItem(Function):
+class GetItemFunction(Function):
     """y = x[index].  gx = zeros with gy added at index (repeated integer indices accumulate)."""
 
     def __init__(self, index: Any) -> None:
@@ -93,7 +93,7 @@ class GetItem(Function):
         return (scatter_add(x.shape, self.index, gy, x.dtype),)
 
 
-class IndexAdd(Function):
+class IndexAddFunction(Function):
     """y = zeros(shape) with x added at index (getitem's backward, recorded).  gx = gy[index]."""
 
     def __init__(self, shape: tuple[int, ...], index: Any) -> None:
@@ -111,7 +111,7 @@ class IndexAdd(Function):
         return (gy[self.index],)
 
 
-class Cat(Function):
+class CatFunction(Function):
     """y = the inputs joined along ``dim``.  Each input's gradient is its slice of gy."""
 
     def __init__(self, dim: int) -> None:
@@ -130,7 +130,7 @@ class Cat(Function):
         return tuple(grads)
 
 
-class Stack(Function):
+class StackFunction(Function):
     """y = the inputs stacked along a new axis ``dim``.  Input i's gradient is gy[..., i, ...]."""
 
     def __init__(self, dim: int) -> None:
@@ -152,7 +152,7 @@ class Stack(Function):
 def reshape(x: Tensor, *shape: Any) -> Tensor:
     shape = _shape_arg("reshape", shape)
     if shape == x.shape:
-        return Reshape(shape).apply(x) if x.requires_grad else x
+        return ReshapeFunction(shape).apply(x) if x.requires_grad else x
     n_unknown = sum(1 for s in shape if s == -1)
     known = int(np.prod([s for s in shape if s != -1])) if shape else 1
     if (
@@ -165,7 +165,7 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
             f"reshape: shape {shape} is invalid for a tensor of shape {x.shape} "
             f"({x.data.size} elements)"
         )
-    return Reshape(shape).apply(x)
+    return ReshapeFunction(shape).apply(x)
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
@@ -176,7 +176,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     shape = x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :]
-    return Reshape(shape).apply(x)
+    return ReshapeFunction(shape).apply(x)
 
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
@@ -189,7 +189,7 @@ def permute(x: Tensor, *dims: Any) -> Tensor:
     axes = tuple(normalize_dim(d, x.ndim, "permute") for d in dims)
     if len(set(axes)) != len(axes):
         raise ValueError(f"permute: repeated dim in {dims}")
-    return Permute(axes).apply(x)
+    return PermuteFunction(axes).apply(x)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
@@ -197,12 +197,12 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     d1 = normalize_dim(dim1, x.ndim, "transpose")
     axes = list(range(x.ndim))
     axes[d0], axes[d1] = axes[d1], axes[d0]
-    return Permute(tuple(axes)).apply(x)
+    return PermuteFunction(tuple(axes)).apply(x)
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
     d = normalize_dim(dim, x.ndim + 1, "unsqueeze")
-    return Reshape(x.shape[:d] + (1,) + x.shape[d:]).apply(x)
+    return ReshapeFunction(x.shape[:d] + (1,) + x.shape[d:]).apply(x)
 
 
 def squeeze(x: Tensor, dim: Any = None) -> Tensor:
@@ -212,7 +212,7 @@ def squeeze(x: Tensor, dim: Any = None) -> Tensor:
         dims = dim if isinstance(dim, (tuple, list)) else (dim,)
         ds = {normalize_dim(d, x.ndim, "squeeze") for d in dims}
         shape = tuple(s for i, s in enumerate(x.shape) if not (i in ds and s == 1))
-    return Reshape(shape).apply(x)
+    return ReshapeFunction(shape).apply(x)
 
 
 def expand(x: Tensor, *sizes: Any) -> Tensor:
@@ -239,7 +239,7 @@ def expand(x: Tensor, *sizes: Any) -> Tensor:
     shape = tuple(shape)
     if shape == x.shape:
         return x
-    return Expand(shape).apply(x)
+    return ExpandFunction(shape).apply(x)
 
 
 def to_numpy_index(index: Any) -> Any:
@@ -272,7 +272,7 @@ def _index_part(i: Any) -> Any:
 def getitem(x: Tensor, index: Any) -> Tensor:
     index = to_numpy_index(index)
     try:
-        return GetItem(index).apply(x)
+        return GetItemFunction(index).apply(x)
     except IndexError as e:
         raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
 
@@ -299,7 +299,7 @@ def cat(tensors: Any, dim: int = 0) -> Tensor:
                 f"cat: sizes must match except in dimension {d}, but tensor 0 has shape "
                 f"{ts[0].shape} and tensor {i} has shape {t.shape}"
             )
-    return Cat(d).apply(*ts)
+    return CatFunction(d).apply(*ts)
 
 
 def stack(tensors: Any, dim: int = 0) -> Tensor:
@@ -311,7 +311,7 @@ def stack(tensors: Any, dim: int = 0) -> Tensor:
                 f"stack: all tensors must have the same shape, but tensor 0 has shape "
                 f"{ts[0].shape} and tensor {i} has shape {t.shape}"
             )
-    return Stack(d).apply(*ts)
+    return StackFunction(d).apply(*ts)
 
 
 __all__ = ["DimError", "normalize_dim", "reshape", "flatten", "permute", "transpose", "unsqueeze",

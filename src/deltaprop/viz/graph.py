@@ -69,7 +69,7 @@ def local_rule(fn: Function) -> str:
 
 def gate_name(fn: Function) -> str:
     """A short name of the gate's behaviour in backward (``mul gate: swaps``), or ''."""
-    name = type(fn).__name__
+    name = fn.name
     if name == "MaxMin" and not getattr(fn, "is_max", True):
         return "min gate: routes"
     return _GATES.get(name, "")
@@ -236,7 +236,7 @@ def graph(
         out.append(f"  {node_ids[id(x)]} [shape=ellipse, {style}, label={_label(lines)}];")
     for fn in reversed(fns):
         y = fn._out()
-        op = type(fn).__name__
+        op = fn.name
         nm = by_id.get(id(y)) if y is not None else None
         lines = [((f"{nm} = " if nm else "") + op, "bold")]
         if y is not None:
