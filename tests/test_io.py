@@ -328,3 +328,97 @@ def test_corrupted_data_offsets_raise_checkpoint_error(tmp_path):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         dp.load(tmp_path / "nope.st")
+
+
+# ----------------------------------------------------------------------------------------------
+# files written by earlier versions, and by other tools
+# ----------------------------------------------------------------------------------------------
+
+LEGACY = os.path.join(os.path.dirname(__file__), "data", "legacy_v1")
+
+
+def test_format_1_file_still_loads():
+    ckpt = dp.load(os.path.join(LEGACY, "io_v1.safetensors"))
+    assert ckpt["epoch"] == 3
+    assert sorted(ckpt["model"]) == ["bias", "weight"]
+    assert ckpt["model"]["weight"].shape == (2, 3)
+    assert list(ckpt["optimizer"]["state"]) == [0, 1]
+    extra = ckpt["extra"]
+    assert extra["t"] == (1, 2.5) and math.isnan(extra["nan"]) and extra[7] == "int key"
+    assert extra["arr"].dtype == np.int16 and extra["arr"].tolist() == [0, 1, 2]
+    assert isinstance(extra["scalar"], np.float32) and extra["scalar"] == 1.5
+    model = nn.Linear(3, 2)
+    model.load_state_dict(ckpt["model"])
+    optim.Adam(model.parameters(), lr=0.01).load_state_dict(ckpt["optimizer"])
+    dp.set_rng_state(ckpt["rng"])
+
+
+def test_format_1_training_checkpoint_loads_as_its_state():
+    """Training checkpoints of format 1 kept their structure in a ``__meta__`` array."""
+    state = dp.load(os.path.join(LEGACY, "run_mid", "checkpoints", "last.safetensors"))
+    assert state["epoch"] == 1 and state["partial"]["batch"] == 4
+    assert sorted(state["model"]) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert isinstance(state["model"]["0.weight"], dp.Tensor)
+    assert state["model"]["0.weight"].shape == (4, 2)
+    assert list(state["optimizer"]["state"]) == [0, 1, 2, 3]
+    assert state["history"][0]["test_acc"] == 0.625
+
+
+def _safetensors_bytes(entries, metadata=None):
+    """A safetensors file built by hand: entries is [(name, dtype, shape, raw bytes)]."""
+    header, body = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, raw in entries:
+        header[name] = {
+            "dtype": dtype,
+            "shape": shape,
+            "data_offsets": [len(body), len(body) + len(raw)],
+        }
+        body += raw
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + body
+
+
+def test_foreign_float16_and_bfloat16_are_upcast_to_float32(tmp_path):
+    values = np.array([1.5, -2.0, 0.099975586], dtype=np.float32)
+    bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    path = tmp_path / "foreign.safetensors"
+    path.write_bytes(
+        _safetensors_bytes(
+            [
+                ("h", "F16", [3], values.astype("<f2").tobytes()),
+                ("b", "BF16", [3], bf16),
+                ("i", "I64", [1], np.array([7], "<i8").tobytes()),
+                ("m", "BOOL", [2], b"\x01\x00"),
+            ]
+        )
+    )
+    loaded = dp.load(path)
+    assert loaded["h"].dtype == np.float32 and loaded["b"].dtype == np.float32
+    np.testing.assert_allclose(loaded["h"].data, values, rtol=1e-3)
+    np.testing.assert_allclose(loaded["b"].data, values, rtol=1e-2)
+    assert loaded["b"].data[:2].tolist() == [1.5, -2.0]  # exact in bfloat16
+    assert loaded["i"].dtype == np.int64 and loaded["m"].tolist() == [True, False]
+
+
+@needs_torch
+def test_pytorch_safetensors_state_dict_loads(tmp_path):
+    from safetensors.torch import save_file as torch_save_file
+
+    tmodel = torch.nn.Linear(3, 2)
+    state = {k: v.detach() for k, v in tmodel.state_dict().items()}
+    state_bf16 = {k: v.to(torch.bfloat16) for k, v in state.items()}
+    for sd, rtol in ((state, 0), (state_bf16, 1e-2)):
+        torch_save_file(sd, str(tmp_path / "t.safetensors"))
+        model = nn.Linear(3, 2)
+        model.load_state_dict(dp.load(tmp_path / "t.safetensors"))
+        np.testing.assert_allclose(model.weight.data, state["weight"].numpy(), rtol=rtol)
+
+
+def test_saved_file_has_the_permissions_of_a_normal_file(tmp_path):
+    dp.save({"w": dp.ones(1)}, tmp_path / "p.st")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(tmp_path / "p.st").st_mode & 0o777 == 0o666 & ~mask

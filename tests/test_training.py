@@ -24,7 +24,6 @@ from deltaprop.training import (
     save_checkpoint,
     train,
 )
-from deltaprop.training.checkpoint import decode_tree, encode_tree
 from deltaprop.training.metrics import (
     format_confusion_matrix,
     read_metrics_csv,
@@ -65,7 +64,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def test_encode_tree_roundtrip_keeps_types():
+def test_checkpoint_tree_roundtrip_keeps_types(tmp_path):
     tensor = dp.tensor([[1.0, 2.0]])
     tree = {
         "state": {0: {"step": dp.tensor(3.0), "exp_avg": tensor}, 5: {"m": np.arange(3)}},
@@ -74,11 +73,12 @@ def test_encode_tree_roundtrip_keeps_types():
         "flag": True,
         "np_scalar": np.float32(0.5),
     }
-    arrays: dict = {}
-    meta = encode_tree(tree, "opt", arrays)
-    json.dumps(meta)  # JSON-able
-    assert set(arrays) == {"opt/state/0/step", "opt/state/0/exp_avg", "opt/state/5/m"}
-    back = decode_tree(meta, arrays)
+    path = tmp_path / "tree.safetensors"
+    save_checkpoint(path, {"opt": tree})
+    from safetensors.numpy import load_file
+
+    assert set(load_file(str(path))) == {"opt.state.0.step", "opt.state.0.exp_avg", "opt.state.5.m"}
+    back = load_checkpoint(path)["opt"]
     assert list(back["state"]) == [0, 5]
     assert isinstance(back["state"][0]["exp_avg"], dp.Tensor)
     np.testing.assert_array_equal(back["state"][0]["exp_avg"].numpy(), tensor.numpy())
@@ -90,9 +90,10 @@ def test_encode_tree_roundtrip_keeps_types():
     assert back["flag"] is True and back["np_scalar"] == 0.5
 
 
-def test_encode_tree_rejects_unknown_objects():
-    with pytest.raises(TypeError, match="cannot store a object"):
-        encode_tree({"x": object()}, "", {})
+def test_checkpoint_rejects_unknown_objects(tmp_path):
+    with pytest.raises(TypeError, match="cannot store a value of type object"):
+        save_checkpoint(tmp_path / "x.safetensors", {"x": object()})
+    assert not list(tmp_path.iterdir())
 
 
 def test_checkpoint_file_roundtrip(tmp_path):
@@ -451,3 +452,24 @@ def test_mnist_10k_defaults_reach_targets(tmp_path, model, target):
     settings = TrainSettings(dataset="mnist", data_dir=str(MNIST_10K), model=model)
     result = train(settings, tmp_path / model, **_quiet())
     assert result.test_acc >= target
+
+
+# ----------------------------------------------------------------------------------------------
+# run directories written by earlier versions
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run", ["run_end", "run_mid"])
+def test_format_1_run_resumes_to_the_uninterrupted_result(tmp_path, run):
+    """A finished run and a run stopped mid-epoch, both in checkpoint format 1, resume to
+    the metrics an uninterrupted 3-epoch run reaches (recorded in tests/data/legacy_v1)."""
+    import shutil
+
+    out = tmp_path / run
+    shutil.copytree(Path(__file__).parent / "data" / "legacy_v1" / run, out)
+    result = train(TrainSettings(epochs=3), out, resume=True, **_quiet())
+    last = result.history[-1]
+    assert last["epoch"] == 3
+    assert last["train_loss"] == 0.6697835743427276
+    assert last["test_loss"] == 0.6764136552810669
+    assert last["test_acc"] == 0.6125

@@ -20,7 +20,13 @@ import numpy as np
 
 from deltaprop import autograd
 from deltaprop.autograd import GradcheckError, gradcheck
-from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
+from deltaprop.errors import (
+    CheckpointError,
+    DTypeError,
+    InputError,
+    InvalidArgumentError,
+    ShapeError,
+)
 from deltaprop.ops.activation import log_softmax_along as log_softmax
 from deltaprop.ops.activation import relu, sigmoid, tanh
 from deltaprop.ops.activation import softmax_along as softmax
@@ -257,7 +263,7 @@ __all__ = [
     "zeros_like", "ones_like", "full_like", "arange", "linspace", "eye", "rand", "randn", "randint",
     "randperm", "manual_seed", "get_rng_state", "set_rng_state", "no_grad", "enable_grad",
     "is_grad_enabled", "is_tensor", "autograd", "gradcheck", "GradcheckError", "DimError",
-    "ShapeError", "DTypeError", "InvalidArgumentError",
+    "ShapeError", "DTypeError", "InvalidArgumentError", "InputError", "CheckpointError",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
     "relu", "softmax", "log_softmax", "clamp", "clip", "where", "maximum", "minimum", "matmul",
     "sum", "mean", "max", "min", "amax", "amin", "var", "std", "argmax", "argmin", "reshape",

@@ -12,9 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from deltaprop.errors import CommandError
 
-class CommandError(Exception):
-    """A user-facing error: printed as one clear sentence, exit status 2."""
+__all__ = ["CommandError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,11 +16,17 @@ pickle): every tensor is stored as an array under its dotted path (``model.fc1.w
 
 ``load`` rebuilds the structure, with deltaprop Tensors for the tensors, so
 ``model.load_state_dict(dp.load(path))`` round-trips exactly. A plain safetensors file from
-another tool (no deltaprop header) loads as a flat ``{name: Tensor}`` dict.
+another tool (no deltaprop header, e.g. PyTorch's ``safetensors.torch.save_file``) loads as a
+flat ``{name: Tensor}`` dict, float16 and bfloat16 tensors upcast to float32. Training
+checkpoints of format 1, which kept their structure as JSON in a ``__meta__`` array, load as the
+structure they hold.
 
 Writes are atomic: the file is written to a temporary file in the same directory, flushed to
 disk (fsync) and renamed over the destination, so a crash or error never leaves a partial
-checkpoint. A truncated, corrupt or foreign file raises :class:`CheckpointError` naming the file.
+checkpoint. Reading checks every field of the file itself (framing, header, dtypes, shapes,
+offsets, structure): a truncated, corrupt or foreign file raises :class:`CheckpointError`
+naming the file and what is wrong, and nothing else (a missing or unreadable file raises the
+``OSError`` that ``open`` raises).
 
 >>> import os, tempfile
 >>> import deltaprop as dp
@@ -46,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.errors import CheckpointError
 from deltaprop.tensor import Tensor, _make
 
 __all__ = ["save", "load", "CheckpointError", "FORMAT_VERSION"]
@@ -68,9 +75,17 @@ _SAFE_DTYPES = {
               np.uint64, np.float16, np.float32, np.float64)
 }  # fmt: skip
 
+#: safetensors dtype names and the NumPy dtype each is read as (BF16 is converted by hand).
+_ST_DTYPES = {
+    "BOOL": np.dtype(np.bool_), "U8": np.dtype(np.uint8), "I8": np.dtype(np.int8),
+    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "U32": np.dtype("<u4"),
+    "I32": np.dtype("<i4"), "U64": np.dtype("<u8"), "I64": np.dtype("<i8"),
+    "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"), "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+}  # fmt: skip
 
-class CheckpointError(ValueError):
-    """A checkpoint file is truncated, corrupt, or not in deltaprop's format."""
+#: Deepest nesting of a stored structure that :func:`load` accepts.
+MAX_DEPTH = 200
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +194,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         st_save_file(enc.arrays, tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is a normal file
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -189,6 +205,12 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             pass
         raise
     _fsync_dir(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: str) -> None:
@@ -210,8 +232,15 @@ def _fsync_dir(directory: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _read_header(data: bytes, where: str) -> tuple[dict[str, Any], int]:
-    """Check the safetensors framing ourselves, for precise error messages."""
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _read_safetensors(data: bytes, where: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """``(metadata, {name: array})`` of safetensors bytes, every field checked.
+
+    Raises CheckpointError naming ``where`` for anything that is not a well-formed file.
+    """
     if len(data) < 8:
         raise CheckpointError(
             f"load: {where} is not a deltaprop checkpoint: file too short ({len(data)} bytes) to "
@@ -231,95 +260,201 @@ def _read_header(data: bytes, where: str) -> tuple[dict[str, Any], int]:
         )
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CheckpointError(
             f"load: {where} is not a valid safetensors checkpoint: unreadable JSON header ({e})"
         ) from None
     if not isinstance(header, dict):
         raise CheckpointError(f"load: {where}: the safetensors header is not a JSON object")
-    data_len = len(data) - 8 - n
-    end = 0
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(
+            f"load: {where}: the safetensors __metadata__ must map names to strings"
+        )
+    body = memoryview(data)[8 + n :]
+    entries = []
     for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            begin, stop = info["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise CheckpointError(f"load: {where}: malformed entry for tensor {key!r}") from None
-        end = max(end, stop)
-    if end > data_len:
+        entries.append((key, *_check_entry(key, info, where)))
+    end = max((stop for *_, stop in entries), default=0)
+    if end > len(body):
         raise CheckpointError(
             f"load: {where} is truncated: its tensors need {end} bytes of data, the file has "
-            f"{data_len}"
+            f"{len(body)}"
         )
-    return header, n
+    arrays = {}
+    for key, dtype_name, shape, begin, stop in entries:
+        dtype = _ST_DTYPES[dtype_name]
+        count = math.prod(shape)
+        if stop - begin != count * dtype.itemsize:
+            raise CheckpointError(
+                f"load: {where} is corrupt: tensor {key!r} of dtype {dtype_name} and shape "
+                f"{list(shape)} needs {count * dtype.itemsize} bytes, its data_offsets span "
+                f"{stop - begin}"
+            )
+        flat = np.frombuffer(body, dtype=dtype, count=count, offset=begin)
+        if dtype_name == "BOOL":
+            flat = flat != 0
+        elif dtype_name == "BF16":  # the upper half of a float32
+            flat = (flat.astype(np.uint32) << 16).view(np.float32)
+        arrays[key] = flat.astype(flat.dtype.newbyteorder("="), copy=True).reshape(shape)
+    return metadata, arrays
 
 
-def _decode_float(s: str, where: str) -> float:
+def _check_entry(key: str, info: Any, where: str) -> tuple[str, tuple[int, ...], int, int]:
+    """``(dtype, shape, begin, end)`` of one header entry, or CheckpointError."""
+    bad = f"load: {where} is corrupt: malformed entry for tensor {key!r}"
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{bad} (not a JSON object)")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
+        raise CheckpointError(
+            f"{bad}: dtype {dtype!r} is not one deltaprop reads ({', '.join(_ST_DTYPES)})"
+        )
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 32
+        or not all(_is_int(s) and 0 <= s < 2**62 for s in shape)
+    ):
+        raise CheckpointError(f"{bad}: shape {shape!r} is not a list of non-negative ints")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(_is_int(o) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise CheckpointError(
+            f"{bad}: data_offsets {offsets!r} is not a pair of ints [begin, end] with "
+            "0 <= begin <= end"
+        )
+    return dtype, tuple(shape), offsets[0], offsets[1]
+
+
+def _decode_float(s: Any, where: str) -> float:
     try:
+        if not isinstance(s, str):
+            raise TypeError
         return float(s)
     except (TypeError, ValueError):
         raise CheckpointError(f"load: {where}: bad float value {s!r} in the structure") from None
 
 
 class _Decoder:
+    """Rebuilds the stored structure, checking every node (CheckpointError otherwise)."""
+
     def __init__(self, arrays: dict[str, np.ndarray], where: str) -> None:
         self.arrays = arrays
         self.where = where
-        self.used: set[str] = set()
+
+    def corrupt(self, what: str) -> CheckpointError:
+        return CheckpointError(f"load: {self.where} is corrupt: {what}")
 
     def array(self, name: Any) -> np.ndarray:
         if not isinstance(name, str) or name not in self.arrays:
-            raise CheckpointError(
-                f"load: {self.where} is corrupt: the structure refers to a tensor {name!r} that "
-                "the file does not contain"
+            raise self.corrupt(
+                f"the structure refers to a tensor {name!r} that the file does not contain"
             )
-        self.used.add(name)
         return self.arrays[name]
 
-    def decode(self, node: Any) -> Any:
+    def decode(self, node: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise self.corrupt(f"the structure is nested more than {MAX_DEPTH} levels deep")
         if isinstance(node, list):
-            return [self.decode(v) for v in node]
+            return [self.decode(v, depth + 1) for v in node]
         if not isinstance(node, dict):
             return node
         if _TENSOR in node:
             t = _make(self.array(node[_TENSOR]))
-            if node.get("requires_grad"):
+            if node.get("requires_grad") and t.data.dtype.kind == "f":
                 t.requires_grad_(True)
             return t
         if _NDARRAY in node:
             return self.array(node[_NDARRAY])
         if _TUPLE in node:
-            return tuple(self.decode(v) for v in node[_TUPLE])
+            items = node[_TUPLE]
+            if not isinstance(items, list):
+                raise self.corrupt(f"a tuple entry holds {type(items).__name__}, not a list")
+            return tuple(self.decode(v, depth + 1) for v in items)
         if _FLOAT in node:
             return _decode_float(node[_FLOAT], self.where)
         if _SCALAR in node:
-            value = node[_SCALAR]
-            if isinstance(value, str):
-                value = _decode_float(value, self.where)
-            try:
-                return np.dtype(node["dtype"]).type(value)
-            except (KeyError, TypeError, ValueError):
-                raise CheckpointError(f"load: {self.where}: bad scalar entry {node!r}") from None
+            return self.scalar(node)
         if _DICT in node:
-            pairs = node[_DICT]
-            if not isinstance(pairs, list) or not all(
-                isinstance(p, list) and len(p) == 2 for p in pairs
-            ):
-                raise CheckpointError(f"load: {self.where}: malformed dict entry in the structure")
-            return {k: self.decode(v) for k, v in pairs}
-        return {k: self.decode(v) for k, v in node.items()}
+            return self.dict_pairs(node[_DICT], depth)
+        return {k: self.decode(v, depth + 1) for k, v in node.items()}
+
+    def scalar(self, node: dict[str, Any]) -> Any:
+        value, dtype = node[_SCALAR], node.get("dtype")
+        if isinstance(value, str):
+            value = _decode_float(value, self.where)
+        names = {str(d) for d in _SAFE_DTYPES}
+        if dtype not in names or not isinstance(value, (bool, int, float)):
+            raise CheckpointError(f"load: {self.where}: bad scalar entry {node!r}")
+        try:
+            return np.dtype(dtype).type(value)
+        except (TypeError, ValueError, OverflowError):
+            raise CheckpointError(f"load: {self.where}: bad scalar entry {node!r}") from None
+
+    def dict_pairs(self, pairs: Any, depth: int) -> dict[Any, Any]:
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], (str, int))
+            and not isinstance(p[0], bool)
+            for p in pairs
+        ):  # fmt: skip
+            raise CheckpointError(
+                f"load: {self.where}: malformed dict entry in the structure (expected "
+                "[key, value] pairs with str or int keys)"
+            )
+        return {k: self.decode(v, depth + 1) for k, v in pairs}
+
+
+def _decode_structure(text: str, arrays: dict[str, np.ndarray], where: str) -> Any:
+    try:
+        structure = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"load: {where} is corrupt: unreadable structure ({e})") from None
+    return _Decoder(arrays, where).decode(structure)
+
+
+#: The array that held a format-1 training checkpoint's JSON structure.
+_LEGACY_META = "__meta__"
+
+
+def _is_legacy_training(tree: Any) -> bool:
+    """A training checkpoint of format 1: ``{"__meta__": uint8 JSON, "/path": array, ...}``."""
+    return (
+        isinstance(tree, dict)
+        and isinstance(tree.get(_LEGACY_META), Tensor)
+        and tree[_LEGACY_META].data.dtype == np.uint8
+        and all(k == _LEGACY_META or k.startswith("/") for k in tree)
+    )
+
+
+def _decode_legacy_training(tree: dict[str, Tensor], where: str) -> Any:
+    """The state of a format-1 training checkpoint (same markers as the structure here)."""
+    try:
+        meta = json.loads(tree[_LEGACY_META].data.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"load: {where} is corrupt: unreadable __meta__ ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != 1 or "state" not in meta:
+        raise CheckpointError(
+            f"load: {where} is corrupt: its __meta__ is not a format-1 training checkpoint"
+        )
+    arrays = {k: v.data for k, v in tree.items() if k != _LEGACY_META}
+    return _Decoder(arrays, where).decode(meta["state"])
 
 
 def load(path: str | os.PathLike) -> Any:
     """Load what :func:`save` wrote: the same nested structure, tensors as deltaprop Tensors.
 
     Never executes code from the file. ``path`` may also be a readable binary file object.
-    Raises :class:`CheckpointError` for a truncated, corrupt or non-safetensors file (and
-    FileNotFoundError for a missing one).
-    """
-    from safetensors.numpy import load as st_load
+    A safetensors file written by another tool loads as a flat ``{name: Tensor}`` dict
+    (float16 and bfloat16 upcast to float32).
 
+    Raises:
+        CheckpointError: the file is truncated, corrupt, not a safetensors file, or written in
+            a newer format; the message names the file and what is wrong.
+        OSError: the file cannot be opened (FileNotFoundError, PermissionError, ...).
+    """
     if hasattr(path, "read"):
         data = path.read()
         where = repr(getattr(path, "name", "<file object>"))
@@ -328,16 +463,13 @@ def load(path: str | os.PathLike) -> Any:
         where = repr(path)
         with open(path, "rb") as f:
             data = f.read()
-    header, _ = _read_header(data, where)
-    meta = header.get("__metadata__") or {}
-    try:
-        arrays = st_load(data)
-    except Exception as e:  # safetensors raises its own SafetensorError
-        raise CheckpointError(f"load: {where} is not a valid safetensors checkpoint: {e}") from None
-    arrays = {k: (v if v.flags.writeable else v.copy()) for k, v in arrays.items()}
+    meta, arrays = _read_safetensors(data, where)
     if meta.get("format") != FORMAT_NAME:
-        # a plain safetensors file (e.g. exported weights): a flat dict of tensors
-        return {k: _make(v) for k, v in arrays.items()}
+        # a plain safetensors file (e.g. exported weights): a flat dict of float32/... tensors
+        return {
+            k: _make(v.astype(np.float32) if v.dtype == np.float16 else v)
+            for k, v in arrays.items()
+        }
     try:
         version = int(meta.get("format_version", ""))
     except ValueError:
@@ -351,8 +483,7 @@ def load(path: str | os.PathLike) -> Any:
         )
     if "structure" not in meta:
         raise CheckpointError(f"load: {where} is corrupt: the deltaprop structure entry is missing")
-    try:
-        structure = json.loads(meta["structure"])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"load: {where} is corrupt: unreadable structure ({e})") from None
-    return _Decoder(arrays, where).decode(structure)
+    tree = _decode_structure(meta["structure"], arrays, where)
+    if _is_legacy_training(tree):
+        return _decode_legacy_training(tree, where)
+    return tree

@@ -55,6 +55,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deltaprop.errors import ModelError
+
 __all__ = [
     "ACTIVATIONS",
     "PRESETS",
@@ -83,10 +85,6 @@ ACTIVATIONS = {
 
 Shape = tuple[int, ...]
 Layer = dict[str, Any]
-
-
-class ModelError(ValueError):
-    """A model description is invalid or does not fit the data's shape (one clear sentence)."""
 
 
 # ----------------------------------------------------------------------------------------------

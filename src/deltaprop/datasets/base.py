@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from deltaprop.errors import DatasetError
+
 if TYPE_CHECKING:
     from deltaprop.data import TensorDataset
 
@@ -20,10 +22,6 @@ __all__ = [
     "stable_permutation",
     "stratified_split",
 ]
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing, malformed or inconsistent; the message names the file."""
 
 
 @dataclass(frozen=True, repr=False)

@@ -2,7 +2,7 @@
 
 :func:`add_commands` registers them on the dispatcher's subparsers (``deltaprop.cli``). Each
 command function takes the parsed ``argparse.Namespace`` and returns an exit status; user
-errors become :class:`deltaprop.cli.CommandError` (one sentence, exit status 2, no traceback).
+errors become :class:`deltaprop.errors.CommandError` (one sentence, exit status 2, no traceback).
 
 Examples::
 
@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+from deltaprop.errors import CommandError
 
 __all__ = ["add_commands", "cmd_evaluate", "cmd_predict", "cmd_train", "settings_from_args"]
 
@@ -187,7 +189,6 @@ def _default_out(settings: Any) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``deltaprop train``: returns 0, or 130 when stopped by Ctrl-C (checkpoint saved)."""
-    from deltaprop.cli import CommandError
     from deltaprop.training.trainer import TrainingInterrupted, train
 
     settings = settings_from_args(args)
@@ -238,7 +239,6 @@ def _add_evaluate(subparsers: Any) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``deltaprop evaluate``: prints accuracy, per-class metrics and the confusion matrix."""
-    from deltaprop.cli import CommandError
 
     try:
         report = evaluate_run(args.run, args.checkpoint, args.split, args.data_dir)
@@ -317,7 +317,6 @@ def _add_predict(subparsers: Any) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``deltaprop predict``: one line per input, ``FILE: CLASS (p=0.987)``."""
-    from deltaprop.cli import CommandError
     from deltaprop.training.predict import load_run, predict_files
 
     try:
@@ -339,13 +338,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from deltaprop.datasets import DatasetError
-    from deltaprop.models import ModelError
-    from deltaprop.training.checkpoint import CheckpointError
-    from deltaprop.training.predict import PredictError
-    from deltaprop.training.trainer import TrainingError
+    from deltaprop.errors import InputError
 
-    return (DatasetError, ModelError, CheckpointError, PredictError, TrainingError)
+    return (InputError,)
 
 
 def _sentence(error: BaseException) -> str:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.errors import PredictError
 from deltaprop.training.checkpoint import load_checkpoint
 
 __all__ = [
@@ -47,10 +48,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
-
-
-class PredictError(ValueError):
-    """A run or an input file cannot be used (one clear sentence)."""
 
 
 @dataclass

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.errors import TrainingError, TrainingInterrupted
 from deltaprop.training.checkpoint import load_checkpoint, save_checkpoint
 from deltaprop.training.metrics import write_metrics_csv
 from deltaprop.training.settings import (
@@ -69,18 +70,6 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 LAST_CHECKPOINT = "checkpoints/last.safetensors"
 BEST_CHECKPOINT = "checkpoints/best.safetensors"
-
-
-class TrainingError(ValueError):
-    """A user error in a training request (bad setting, existing run, incompatible resume)."""
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on request (Ctrl-C) after saving a checkpoint it can resume from."""
-
-    def __init__(self, message: str, checkpoint: Path) -> None:
-        super().__init__(message)
-        self.checkpoint = checkpoint
 
 
 # ----------------------------------------------------------------------------------------------
