@@ -259,7 +259,7 @@ def evaluate_run(
         format_report,
     )
     from deltaprop.training.predict import PredictError, load_run
-    from deltaprop.training.trainer import evaluate_model
+    from deltaprop.training.loop import evaluate_model
 
     loaded = load_run(run, checkpoint)
     settings = loaded.config["settings"]

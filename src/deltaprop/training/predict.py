@@ -67,7 +67,7 @@ class LoadedRun:
         return list(self.config["dataset"]["class_names"])
 
     def normalize(self, X: np.ndarray) -> np.ndarray:
-        from deltaprop.training.trainer import Normalizer
+        from deltaprop.training.factories import Normalizer
 
         return Normalizer(**self.config["normalize"])(X)
 
