@@ -119,6 +119,10 @@ def run_backward(
                     stack.append(p)
     if len(ready) > 1 and any(deps[fn] for fn in ready):
         ready = [fn for fn, n in deps.items() if n == 0]  # ...unless one root feeds another
+    # leaves with post-accumulate-grad hooks: count their consumers too, so that each one's
+    # gradient is stored (and its hooks run) as soon as it is complete
+    hooked = _hooked_leaf_consumers(deps) if accumulate and _t._any_post_accumulate_hooks else None
+    stored: set[int] = set()  # ids of the arrays stored as a leaf's .grad during this pass
     # what to capture for autograd.grad: non-leaf inputs are read when their Function runs
     wanted_fns: dict[_t.Function, list[int]] = {}
     captured: list[Any] = []
@@ -156,6 +160,11 @@ def run_backward(
                 if p is None:
                     if gi is not None and t.requires_grad:
                         grads[t] = gi if t not in grads else grads[t] + gi
+                    if hooked and t in hooked:
+                        hooked[t] -= 1
+                        if hooked[t] == 0 and t in grads:
+                            _store_leaf_grad(t, grads.pop(t), create_graph, stored)
+                            _run_post_accumulate_hooks(t)
                     continue
                 if gi is not None:
                     grads[p] = gi if p not in grads else grads[p] + gi
@@ -173,31 +182,12 @@ def run_backward(
     finally:
         _t._create_graph, _t._grad_enabled = prev_mode, prev_enabled
 
-    # 3. leaves (only leaf keys are left in `grads` now). A stored gradient must own its memory
-    # (it is accumulated into in place later): one array can reach two leaves (add passes gy to
-    # both) and a view (reshape's gradient) shares its base, so those are copied first.
+    # 3. leaves (only leaf keys are left in `grads` now; hooked leaves were stored on the way)
     if accumulate:
-        stored: set[int] = set()
         for leaf, g in grads.items():
-            if type(g) is np.ndarray:
-                if id(g) in stored or g.base is not None:
-                    g = g.copy()
-                stored.add(id(g))
-                old = leaf.grad
-                if old is None:
-                    # (views were copied above and user gradients on entry: g is writable)
-                    if g.dtype == leaf.data.dtype and g.shape == leaf.data.shape:
-                        leaf.grad = _t._make(g)  # the common case: store as is
-                        continue
-                elif (
-                    not create_graph
-                    and type(old.data) is np.ndarray
-                    and old.data.shape == leaf.data.shape
-                    and old.data.flags.writeable
-                ):
-                    old.data += g  # accumulate in place, as PyTorch
-                    continue
-            leaf.grad = _accumulate(leaf.grad, g, leaf, create_graph)
+            _store_leaf_grad(leaf, g, create_graph, stored)
+            if hooked is not None and getattr(leaf, "_post_acc_hooks", None):
+                _run_post_accumulate_hooks(leaf)  # a root that is itself a leaf
         return None
     result = []
     for i, t in enumerate(inputs or ()):
@@ -212,6 +202,49 @@ def run_backward(
         else:
             result.append(_as_grad_tensor(g, t))
     return result
+
+
+def _store_leaf_grad(leaf: Tensor, g: Any, create_graph: bool, stored: set[int]) -> None:
+    """Add a leaf's gradient of this pass into its ``.grad``.
+
+    A stored gradient must own its memory (it is accumulated into in place later): one array can
+    reach two leaves (add passes gy to both) and a view (reshape's gradient) shares its base, so
+    those are copied first. ``stored`` holds the ids of the arrays already stored in this pass.
+    """
+    if type(g) is np.ndarray:
+        if id(g) in stored or g.base is not None:
+            g = g.copy()
+        stored.add(id(g))
+        old = leaf.grad
+        if old is None:
+            # (views were copied above and user gradients on entry: g is writable)
+            if g.dtype == leaf.data.dtype and g.shape == leaf.data.shape:
+                leaf.grad = _t._make(g)  # the common case: store as is
+                return
+        elif (
+            not create_graph
+            and type(old.data) is np.ndarray
+            and old.data.shape == leaf.data.shape
+            and old.data.flags.writeable
+        ):
+            old.data += g  # accumulate in place, as PyTorch
+            return
+    leaf.grad = _accumulate(leaf.grad, g, leaf, create_graph)
+
+
+def _hooked_leaf_consumers(fns: Any) -> dict[Tensor, int]:
+    """For each leaf with post-accumulate-grad hooks: how many inputs slots of ``fns`` it fills."""
+    counts: dict[Tensor, int] = {}
+    for fn in fns:
+        for t in fn.inputs:
+            if t._ctx is None and t.requires_grad and getattr(t, "_post_acc_hooks", None):
+                counts[t] = counts.get(t, 0) + 1
+    return counts
+
+
+def _run_post_accumulate_hooks(leaf: Tensor) -> None:
+    for hook in list(leaf._post_acc_hooks.values()):
+        hook(leaf)
 
 
 def _accumulate(old: Tensor | None, g: Any, like: Tensor, create_graph: bool) -> Tensor:

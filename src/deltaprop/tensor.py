@@ -31,6 +31,7 @@ import numpy as np
 
 _grad_enabled: bool = True  # read by Function.apply: record the graph or not
 _any_retains_grad: bool = False  # set once any tensor calls retain_grad(): backward then checks
+_any_post_accumulate_hooks: bool = False  # set once a post-accumulate-grad hook is registered
 _create_graph: bool = False  # True while a backward pass records itself (create_graph=True)
 
 
@@ -129,6 +130,26 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
         )
     _check_dtype(arr.dtype, "tensor")
     return arr
+
+
+class RemovableHandle:
+    """Returned by the ``register_*_hook`` methods; ``handle.remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict) -> None:
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,7 +287,9 @@ class Tensor:
     tensor([4., 6.])
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
+    __slots__ = (
+        "data", "grad", "requires_grad", "_ctx", "_retains_grad", "_post_acc_hooks", "__weakref__"
+    )  # fmt: skip
     __array_priority__ = 1000
     __array_ufunc__ = None  # ndarray (op) Tensor defers to Tensor's reflected operator
     __hash__ = object.__hash__  # hashable by identity although == is elementwise
@@ -358,6 +381,49 @@ class Tensor:
     @property
     def retains_grad(self) -> bool:
         return self._retains_grad
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> RemovableHandle:
+        """Call ``hook(self)`` during ``backward()`` as soon as this leaf's ``.grad`` is final.
+
+        The backward pass stores a leaf's gradient as soon as every op that consumed the leaf has
+        delivered its part, and then calls the hooks, while the rest of the backward pass is still
+        to run (as PyTorch's hook of the same name): distributed data parallelism starts sending
+        a layer's gradients from here. The hook reads ``self.grad`` and returns None; it must not
+        replace ``self.grad``'s array. Only ``Tensor.backward`` calls it (``autograd.grad`` writes
+        no ``.grad``). Backward passes of graphs without such hooks pay nothing.
+
+        >>> import deltaprop as dp
+        >>> w = dp.tensor([1.0, 2.0], requires_grad=True)
+        >>> seen = []
+        >>> handle = w.register_post_accumulate_grad_hook(lambda p: seen.append(p.grad.tolist()))
+        >>> (w * w).sum().backward()
+        >>> seen
+        [[2.0, 4.0]]
+        >>> handle.remove()
+        """
+        if not self.is_leaf:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: only leaf tensors have an accumulated "
+                "gradient; this tensor was produced by an op (register it on the leaves)"
+            )
+        if not self.requires_grad:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: can't register a hook on a tensor that has "
+                "requires_grad=False"
+            )
+        if not callable(hook):
+            raise TypeError(
+                f"register_post_accumulate_grad_hook: hook must be callable, got "
+                f"{type(hook).__name__}"
+            )
+        hooks = getattr(self, "_post_acc_hooks", None)
+        if hooks is None:
+            hooks = self._post_acc_hooks = {}
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        global _any_post_accumulate_hooks
+        _any_post_accumulate_hooks = True
+        return handle
 
     def backward(
         self,
