@@ -5,8 +5,8 @@ import pytest
 from oracle import compare, needs_torch, rand, torch
 
 import deltaprop as dp
+from deltaprop.errors import DTypeError, ShapeError
 from deltaprop.nn import functional as F
-from deltaprop.ops.linear import DTypeError, ShapeError
 
 
 @needs_torch

@@ -8,8 +8,8 @@ import pytest
 from oracle import compare, needs_torch, rand, torch
 
 import deltaprop as dp
+from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
 from deltaprop.nn import functional as F
-from deltaprop.ops.linear import DTypeError, InvalidArgumentError, ShapeError
 
 TF = torch.nn.functional if torch is not None else None
 REDUCTIONS = ["mean", "sum", "none"]

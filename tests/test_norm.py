@@ -5,8 +5,8 @@ import pytest
 from oracle import compare, needs_torch, rand, torch
 
 import deltaprop as dp
+from deltaprop.errors import DTypeError, ShapeError
 from deltaprop.nn import functional as F
-from deltaprop.ops.linear import DTypeError, ShapeError
 from deltaprop.ops.norm import BatchNormFunction, LayerNormFunction
 
 TF = torch.nn.functional if torch is not None else None

@@ -55,6 +55,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deltaprop.ops.common import conv_output_size
+
 from deltaprop.errors import ModelError
 
 __all__ = [
@@ -422,8 +424,8 @@ def _infer(layer: Layer, shape: Shape, where: str, classes: int | None) -> Shape
         sh, sw = _pair(layer.get("stride", 1), "stride", where)
         ph, pw = _pair(layer.get("padding", 0), "padding", where)
         dh, dw = _pair(layer.get("dilation", 1), "dilation", where)
-        height = (shape[1] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        width = (shape[2] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        height = conv_output_size(shape[1], kh, sh, ph, dh)
+        width = conv_output_size(shape[2], kw, sw, pw, dw)
         if height < 1 or width < 1:
             raise ModelError(
                 f"{where}: a {kh}x{kw} kernel does not fit the {shape[1]}x{shape[2]} input "
@@ -441,8 +443,10 @@ def _infer(layer: Layer, shape: Shape, where: str, classes: int | None) -> Shape
         stride = layer.get("stride")
         sh, sw = (kh, kw) if stride is None else _pair(stride, "stride", where)
         ph, pw = _pair(layer.get("padding", 0), "padding", where)
-        height = (shape[1] + 2 * ph - kh) // sh + 1
-        width = (shape[2] + 2 * pw - kw) // sw + 1
+        dh, dw = _pair(layer.get("dilation", 1), "dilation", where)
+        ceil_mode = bool(layer.get("ceil_mode", False))
+        height = conv_output_size(shape[1], kh, sh, ph, dh, ceil_mode)
+        width = conv_output_size(shape[2], kw, sw, pw, dw, ceil_mode)
         if height < 1 or width < 1:
             raise ModelError(
                 f"{where}: a {kh}x{kw} window does not fit the {shape[1]}x{shape[2]} input"

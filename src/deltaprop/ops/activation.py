@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 
 from deltaprop.errors import InvalidArgumentError
+from deltaprop.ops.common import as_tensor, check_float
 from deltaprop.ops.dual import exp as dual_exp
 from deltaprop.ops.dual import where as dual_where
-from deltaprop.ops.elementwise import as_tensor
-from deltaprop.ops.linear import check_float
 from deltaprop.ops.shape import normalize_dim
 from deltaprop.tensor import Function, Tensor
 

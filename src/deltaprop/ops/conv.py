@@ -54,84 +54,19 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.tensor import Function, Tensor, _make, is_grad_enabled
+from deltaprop.ops.common import as_tensor, conv_output_size, int_pair, pad2d, window_slices
+from deltaprop.tensor import Function, Tensor, is_grad_enabled
 
 __all__ = [
     "conv2d",
     "Convolution2DFunction",
-    "conv_output_size",
     "choose_layout",
-    "pad2d",
-    "window_slices",
     "BATCH_INNER",
     "BATCH_OUTER",
 ]
 
 # Positions per tile when moving the batch axis from innermost back to outermost.
 _TILE = 128
-
-
-# ----------------------------------------------------------------------------------------------
-# argument checking (shared with pooling)
-# ----------------------------------------------------------------------------------------------
-
-
-def int_pair(op: str, name: str, value: Any) -> tuple[int, int]:
-    """``value`` (an int or a sequence of one or two ints) as a pair ``(for H, for W)``."""
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    if len(items) not in (1, 2) or any(
-        isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in items
-    ):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    if len(items) == 1:
-        items = items * 2
-    return int(items[0]), int(items[1])
-
-
-def conv_output_size(
-    size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dilation: int
-) -> int:
-    """Output length along one axis: ``floor((size + pads - d (k - 1) - 1) / s) + 1``."""
-    return (size + pad_lo + pad_hi - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def window_slices(
-    i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
-) -> tuple[slice, slice]:
-    """The (H, W) slices of a padded input that kernel offset (i, j) sees across all windows.
-
-    Window (oh, ow) reads padded row ``s_h oh + d_h i`` and column ``s_w ow + d_w j``.
-    """
-    (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
-    return (
-        slice(dh * i, dh * i + sh * (ho - 1) + 1, sh),
-        slice(dw * j, dw * j + sw * (wo - 1) + 1, sw),
-    )
-
-
-def pad2d(x: Tensor, pads: tuple[int, int, int, int], value: float = 0.0) -> Tensor:
-    """``x`` (..., H, W) padded with the constant ``value`` by (top, bottom, left, right).
-
-    Composed of ``cat`` with constant tensors, so it is differentiable (the twins use it).
-    """
-    from deltaprop.ops.shape import cat
-
-    top, bottom, left, right = pads
-    if left or right:
-        lead = x.shape[:-1]
-        parts = [_make(np.full(lead + (left,), value, x.dtype))] if left else []
-        parts.append(x)
-        if right:
-            parts.append(_make(np.full(lead + (right,), value, x.dtype)))
-        x = cat(parts, dim=-1)
-    if top or bottom:
-        lead, w = x.shape[:-2], x.shape[-1]
-        parts = [_make(np.full(lead + (top, w), value, x.dtype))] if top else []
-        parts.append(x)
-        if bottom:
-            parts.append(_make(np.full(lead + (bottom, w), value, x.dtype)))
-        x = cat(parts, dim=-2)
-    return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,8 +179,8 @@ class Convolution2DFunction(Function):
     def _out_hw(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
         pt, pb, pl, pr = self.padding
         return (
-            conv_output_size(h, kh, self.stride[0], pt, pb, self.dilation[0]),
-            conv_output_size(w, kw, self.stride[1], pl, pr, self.dilation[1]),
+            conv_output_size(h, kh, self.stride[0], (pt, pb), self.dilation[0]),
+            conv_output_size(w, kw, self.stride[1], (pl, pr), self.dilation[1]),
         )
 
     def _offsets(self, out_hw: tuple[int, int], kh: int, kw: int):
@@ -413,8 +348,6 @@ def conv2d(
     >>> conv2d(x, w, dp.tensor([0.0, 1.0]), padding=1).shape
     (1, 2, 4, 4)
     """
-    from deltaprop.ops.elementwise import as_tensor
-
     x, weight = as_tensor(x), as_tensor(weight)
     if x.ndim not in (3, 4):
         raise ValueError(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deltaprop.ops.elementwise import as_tensor
-from deltaprop.ops.linear import check_float
+from deltaprop.ops.common import as_tensor, check_float
 from deltaprop.random import default_generator
 from deltaprop.tensor import Function, Tensor
 

@@ -10,34 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.ops.common import as_operands
 from deltaprop.ops.dual import log as dual_log
 from deltaprop.ops.dual import unbroadcast
 from deltaprop.ops.dual import where as dual_where
-from deltaprop.tensor import Function, Tensor, _make, _to_array, float32
-
-# ----------------------------------------------------------------------------------------------
-# operand conversion
-# ----------------------------------------------------------------------------------------------
-
-
-def as_tensor(v: Any, like: Tensor | None = None) -> Tensor:
-    """A constant Tensor for a Python/NumPy operand, keeping ``like``'s float dtype for scalars."""
-    if isinstance(v, Tensor):
-        return v
-    if isinstance(v, (bool, int, float)):
-        dt = like.dtype if like is not None else None
-        if dt is None or (dt.kind != "f" and isinstance(v, float)):
-            dt = float32 if isinstance(v, float) else None
-        return _make(np.asarray(v, dtype=dt))
-    if isinstance(v, np.ndarray):
-        return _make(v)
-    return _make(_to_array(v, copy=False))
-
-
-def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
-    if isinstance(a, Tensor):
-        return a, (b if isinstance(b, Tensor) else as_tensor(b, a))
-    return as_tensor(a, b), b
+from deltaprop.tensor import Function, Tensor, _make, float32
 
 
 def _check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
@@ -187,22 +164,22 @@ class PowFunction(BinaryFunction):
 
 
 def add(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     return AddFunction().apply(a, b)
 
 
 def sub(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     return SubFunction().apply(a, b)
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     return MulFunction().apply(a, b)
 
 
 def div(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     if a.dtype.kind != "f" and b.dtype.kind != "f":  # true division of integers -> float32
         a, b = cast(a, float32), cast(b, float32)
     return DivFunction().apply(a, b)
@@ -216,7 +193,7 @@ def pow(a: Any, b: Any) -> Tensor:
     """``a ** b``; a constant exponent uses the cheaper :class:`PowConstFunction`."""
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
         return PowConstFunction(b).apply(a)
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     return PowFunction().apply(a, b)
 
 
@@ -381,12 +358,12 @@ def abs(x: Tensor) -> Tensor:
 
 
 def maximum(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     return MaximumFunction().apply(a, b)
 
 
 def minimum(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     return MinimumFunction().apply(a, b)
 
 
@@ -403,7 +380,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     c = cond.data if isinstance(cond, Tensor) else np.asarray(cond)
     if c.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got dtype {c.dtype}")
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     try:
         np.broadcast_shapes(c.shape, a.shape, b.shape)
     except ValueError:
@@ -425,7 +402,7 @@ def cast(x: Tensor, dtype: Any) -> Tensor:
 
 def compare(a: Any, b: Any, ufunc: Any) -> Tensor:
     """Elementwise comparison (no gradient): a bool tensor."""
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     try:
         return _make(np.asarray(ufunc(a.data, b.data)))
     except ValueError:

@@ -1,4 +1,4 @@
-"""The fully connected (affine) layer ``y = x W^T + b`` as one fused op, and shared error types.
+"""The fully connected (affine) layer ``y = x W^T + b`` as one fused op.
 
 Shapes: ``x (..., in)``, ``W (out, in)``, ``b (out,)`` give ``y (..., out)``. With the batch dims
 flattened, ``X (M, in)`` and the upstream gradient ``gY (M, out)``:
@@ -16,31 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
-from deltaprop.ops.elementwise import as_tensor
+from deltaprop.errors import ShapeError
+from deltaprop.ops.common import as_tensor, check_float, check_same_dtype
 from deltaprop.tensor import Function, Tensor
-
-# the errors shared by the nn.functional ops live in deltaprop.errors (re-exported here)
-
-
-def check_float(op: str, name: str, t: Tensor) -> None:
-    """Raise :class:`DTypeError` unless ``t`` has a floating dtype."""
-    if t.dtype.kind != "f":
-        raise DTypeError(f"{op}: {name} must be a floating point tensor, got dtype {t.dtype}")
-
-
-def check_same_dtype(op: str, x: Tensor, name: str, other: Tensor) -> None:
-    """Raise :class:`DTypeError` unless ``other`` has ``x``'s dtype (no silent promotion)."""
-    if other.dtype != x.dtype:
-        raise DTypeError(
-            f"{op}: {name} has dtype {other.dtype} but the input has dtype {x.dtype}; "
-            "convert one of them (e.g. .float() or .double())"
-        )
-
-
-# ----------------------------------------------------------------------------------------------
-# linear
-# ----------------------------------------------------------------------------------------------
 
 
 class LinearFunction(Function):
@@ -125,4 +103,4 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return LinearFunction().apply(x, weight, bias)
 
 
-__all__ = ["linear", "LinearFunction", "ShapeError", "DTypeError", "InvalidArgumentError"]
+__all__ = ["linear", "LinearFunction"]

@@ -35,9 +35,8 @@ import numpy as np
 
 from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
 from deltaprop.ops.activation import log_softmax_along as log_softmax
+from deltaprop.ops.common import as_tensor, check_float
 from deltaprop.ops.dual import unbroadcast
-from deltaprop.ops.elementwise import as_tensor
-from deltaprop.ops.linear import check_float
 from deltaprop.ops.shape import stack
 from deltaprop.tensor import Function, Tensor, _make
 

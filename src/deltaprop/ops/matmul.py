@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.ops.common import as_operands
 from deltaprop.ops.dual import swap_last, unbroadcast
-from deltaprop.ops.elementwise import _pair
 from deltaprop.tensor import Function, Tensor
 
 
@@ -42,7 +42,7 @@ class MatMulFunction(Function):
 
 def matmul(a: Any, b: Any) -> Tensor:
     """``a @ b`` with NumPy's matmul semantics."""
-    a, b = _pair(a, b)
+    a, b = as_operands(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(
             f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}"

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from deltaprop.errors import InvalidArgumentError, ShapeError
-from deltaprop.ops.elementwise import as_tensor
-from deltaprop.ops.linear import check_float, check_same_dtype
+from deltaprop.ops.common import as_tensor, check_float, check_same_dtype
 from deltaprop.tensor import Function, Tensor
 
 # ----------------------------------------------------------------------------------------------

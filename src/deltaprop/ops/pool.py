@@ -45,21 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.ops.conv import int_pair, pad2d, window_slices
+from deltaprop.ops.common import as_tensor, conv_output_size, int_pair, pad2d, window_slices
 from deltaprop.tensor import Function, Tensor, _make
 
-__all__ = ["max_pool2d", "avg_pool2d", "MaxPool2DFunction", "AvgPool2DFunction", "pool_output_size"]
-
-
-def pool_output_size(
-    size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool
-) -> int:
-    """Number of windows along one axis, as PyTorch's ``pooling_output_shape``."""
-    span = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
-    out = span // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + pad:
-        out -= 1  # the last window would start inside the bottom/right padding
-    return out
+__all__ = ["max_pool2d", "avg_pool2d", "MaxPool2DFunction", "AvgPool2DFunction"]
 
 
 class _Pool2DFunction(Function):
@@ -354,8 +343,8 @@ def _geometry(
         )
     h, w = x.shape[-2], x.shape[-1]
     out_hw = (
-        pool_output_size(h, kernel[0], stride_[0], pad[0], dil[0], ceil_mode),
-        pool_output_size(w, kernel[1], stride_[1], pad[1], dil[1], ceil_mode),
+        conv_output_size(h, kernel[0], stride_[0], pad[0], dil[0], ceil_mode),
+        conv_output_size(w, kernel[1], stride_[1], pad[1], dil[1], ceil_mode),
     )
     if min(out_hw) < 1 or min(x.shape[-3:]) < 1:
         raise ValueError(
@@ -386,8 +375,6 @@ def max_pool2d(
     >>> max_pool2d(x, 2).tolist()
     [[[[5.0, 7.0], [13.0, 15.0]]]]
     """
-    from deltaprop.ops.elementwise import as_tensor
-
     x = as_tensor(x)
     kernel, stride_, pad, dil, out_hw = _geometry(
         "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
@@ -425,8 +412,6 @@ def avg_pool2d(
     >>> avg_pool2d(x, 2).tolist()
     [[[[2.5, 4.5], [10.5, 12.5]]]]
     """
-    from deltaprop.ops.elementwise import as_tensor
-
     x = as_tensor(x)
     kernel, stride_, pad, _, out_hw = _geometry(
         "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from deltaprop.errors import DimError
+from deltaprop.ops.common import as_tensor
 from deltaprop.ops.dual import permute as dual_permute
 from deltaprop.ops.dual import scatter_add, selects_once, sum_to
 from deltaprop.tensor import Function, Tensor
@@ -282,7 +283,6 @@ def _tensors(op: str, tensors: Any) -> list[Tensor]:
         raise TypeError(f"{op}: expected a list or tuple of tensors, got {type(tensors).__name__}")
     if not tensors:
         raise ValueError(f"{op}: expected a non-empty list of tensors")
-    from deltaprop.ops.elementwise import as_tensor
 
     return [as_tensor(t) for t in tensors]
 
