@@ -55,9 +55,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deltaprop.ops.common import conv_output_size
-
 from deltaprop.errors import ModelError
+from deltaprop.ops.common import conv_output_size
 
 __all__ = [
     "ACTIVATIONS",
