@@ -285,7 +285,7 @@ _TYPES = {
     t.lower(): t
     for t in (
         "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Dropout", "BatchNorm1d",
-        "BatchNorm2d", "LayerNorm", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU",
+        "BatchNorm2d", "LayerNorm", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "Softmax",
     )
 }  # fmt: skip
 
@@ -306,17 +306,19 @@ _ARGS = {
     "Tanh": set(),
     "Sigmoid": set(),
     "GELU": {"approximate"},
+    "Softmax": {"dim"},
 }  # fmt: skip
 
 
 def resolve_layers(
-    layers: Sequence[Layer], input_shape: Sequence[int], num_classes: int
+    layers: Sequence[Layer], input_shape: Sequence[int], num_classes: int | None = None
 ) -> tuple[list[Layer], Shape]:
     """Fill in the inferred sizes and check every layer against the shape it receives.
 
     Walks one sample's shape (no batch axis) through the layers. Returns the resolved layer
     list (new dicts; the input is not modified) and the output shape, which must be
-    ``(num_classes,)``.
+    ``(num_classes,)``; with ``num_classes=None`` every size is given and any output shape is
+    accepted (the layers of an ``explain`` spec).
 
     Raises:
         ModelError: an unknown layer type or argument, a missing required argument, or a layer
@@ -339,7 +341,7 @@ def resolve_layers(
         where = f"layer {i} ({layer['type']})"
         shape = _infer(layer, shape, where, num_classes if i == last_linear else None)
         resolved.append(layer)
-    if shape != (int(num_classes),):
+    if num_classes is not None and shape != (int(num_classes),):
         raise ModelError(
             f"the model's output has shape {shape} per sample, but the data has {num_classes} "
             f"classes: the last layer must output {num_classes} values (end with a Linear layer)"
