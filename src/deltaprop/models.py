@@ -251,19 +251,10 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[str, list[Layer]]:
         ModelError: the file is missing, is not valid TOML, or has no ``[[layers]]`` list of
             tables with a ``type`` each.
     """
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    from deltaprop.userfiles import read_toml
 
     file = Path(path)
-    if not file.is_file():
-        raise ModelError(f"model file {str(file)!r} does not exist")
-    try:
-        with open(file, "rb") as f:
-            document = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ModelError(f"model file {str(file)!r} is not valid TOML: {e}") from None
+    document = read_toml(file, "model file", ModelError)
     layers = document.get("layers")
     if not isinstance(layers, list) or not layers:
         raise ModelError(
@@ -273,7 +264,9 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[str, list[Layer]]:
         if not isinstance(layer, dict) or not isinstance(layer.get("type"), str):
             raise ModelError(f"model file {str(file)!r}: layer {i} needs a 'type' string")
     name = document.get("name", file.stem)
-    return str(name), [dict(layer) for layer in layers]
+    if not isinstance(name, str) or not name.strip():
+        raise ModelError(f"model file {str(file)!r}: name must be a non-empty string, got {name!r}")
+    return name, [dict(layer) for layer in layers]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -349,6 +342,42 @@ def resolve_layers(
     return resolved, shape
 
 
+#: Scalar arguments: (kind of value, smallest allowed, largest allowed or None).
+_SCALARS = {
+    "eps": ("number", 0.0, None),
+    "momentum": ("number", 0.0, 1.0),
+    "negative_slope": ("number", None, None),
+    "bias": ("bool", None, None),
+    "ceil_mode": ("bool", None, None),
+}
+
+
+def _check_scalars(layer: Layer, where: str) -> None:
+    """Types and finite ranges of the scalar arguments (numbers, flags, GELU's approximate)."""
+    for name, (kind, low, high) in _SCALARS.items():
+        if name not in layer:
+            continue
+        value = layer[name]
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ModelError(f"{where}: {name} must be true or false, got {value!r}")
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or (low is not None and value < low)
+            or (high is not None and value > high)
+        ):
+            bounds = f" in [{low}, {high}]" if high is not None else ""
+            bounds = bounds or (f" >= {low}" if low is not None else "")
+            raise ModelError(f"{where}: {name} must be a finite number{bounds}, got {value!r}")
+    if "approximate" in layer and layer["approximate"] not in ("none", "tanh"):
+        raise ModelError(
+            f"{where}: approximate must be 'none' or 'tanh', got {layer['approximate']!r}"
+        )
+
+
 def _canonical(raw: Layer, i: int) -> Layer:
     if not isinstance(raw, dict) or "type" not in raw:
         raise ModelError(f"layer {i} must be a table with a 'type', got {raw!r}")
@@ -366,21 +395,25 @@ def _canonical(raw: Layer, i: int) -> Layer:
             f"layer {i} ({kind}) got unknown argument(s) {', '.join(unknown)}; it accepts "
             f"{', '.join(sorted(_ARGS[kind])) or 'no arguments'}"
         )
+    _check_scalars(layer, f"layer {i} ({kind})")
     return layer
 
 
-def _pair(value: Any, name: str, where: str) -> tuple[int, int]:
-    if isinstance(value, bool):
-        raise ModelError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return value, value
-    if (
+def _pair(value: Any, name: str, where: str, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints, each at least ``minimum`` (0 for padding, else 1)."""
+    pair = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        pair = (value, value)
+    elif (
         isinstance(value, (list, tuple))
         and len(value) == 2
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
-        return int(value[0]), int(value[1])
-    raise ModelError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
+        pair = (int(value[0]), int(value[1]))
+    sign = "non-negative" if minimum == 0 else "positive"
+    if pair is None or min(pair) < minimum:
+        raise ModelError(f"{where}: {name} must be a {sign} int or a pair of them, got {value!r}")
+    return pair
 
 
 def _positive(layer: Layer, name: str, where: str) -> int:
@@ -423,7 +456,7 @@ def _infer(layer: Layer, shape: Shape, where: str, classes: int | None) -> Shape
             raise ModelError(f"{where} needs a kernel_size")
         kh, kw = _pair(layer["kernel_size"], "kernel_size", where)
         sh, sw = _pair(layer.get("stride", 1), "stride", where)
-        ph, pw = _pair(layer.get("padding", 0), "padding", where)
+        ph, pw = _pair(layer.get("padding", 0), "padding", where, minimum=0)
         dh, dw = _pair(layer.get("dilation", 1), "dilation", where)
         height = conv_output_size(shape[1], kh, sh, ph, dh)
         width = conv_output_size(shape[2], kw, sw, pw, dw)
@@ -443,7 +476,7 @@ def _infer(layer: Layer, shape: Shape, where: str, classes: int | None) -> Shape
         kh, kw = _pair(layer["kernel_size"], "kernel_size", where)
         stride = layer.get("stride")
         sh, sw = (kh, kw) if stride is None else _pair(stride, "stride", where)
-        ph, pw = _pair(layer.get("padding", 0), "padding", where)
+        ph, pw = _pair(layer.get("padding", 0), "padding", where, minimum=0)
         dh, dw = _pair(layer.get("dilation", 1), "dilation", where)
         ceil_mode = bool(layer.get("ceil_mode", False))
         height = conv_output_size(shape[1], kh, sh, ph, dh, ceil_mode)
@@ -473,7 +506,14 @@ def _infer(layer: Layer, shape: Shape, where: str, classes: int | None) -> Shape
         return shape
     if kind == "LayerNorm":
         normalized = layer.setdefault("normalized_shape", [shape[-1]])
-        normalized = [normalized] if isinstance(normalized, int) else list(normalized)
+        normalized = [normalized] if isinstance(normalized, int) else normalized
+        if not isinstance(normalized, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in normalized
+        ):
+            raise ModelError(
+                f"{where}: normalized_shape must be a positive int or a list of them, got "
+                f"{layer['normalized_shape']!r}"
+            )
         layer["normalized_shape"] = normalized
         if tuple(shape[len(shape) - len(normalized) :]) != tuple(normalized):
             raise ModelError(
