@@ -1,0 +1,479 @@
+"""``export``: run a model once, read the graph the engine recorded, write it as ONNX.
+
+How it works
+------------
+1. The model runs once in eval mode on copies of ``args`` that require gradients, so the engine
+   records every op that depends on an input (a recorded op keeps its inputs and the attributes
+   its ``forward`` used: stride, padding, axes, running statistics...). Forward hooks on every
+   submodule note which module each op ran in, for node names and error messages.
+2. The recorded ops are walked from the outputs back to the leaves and put in topological order.
+   A leaf is an input, a parameter or buffer (an initializer under its ``state_dict`` name), or a
+   constant (an initializer too).
+3. Each op becomes ONNX nodes (:mod:`deltaprop.onnx.convert`). Shapes written into the graph
+   leave the ``dynamic_axes`` free, so one file serves any batch size.
+4. The model is checked with ``onnx.checker.check_model(full_check=True)`` and written
+   atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from deltaprop.errors import ExportError
+from deltaprop.onnx.builder import MAX_OPSET, MIN_OPSET, GraphBuilder, Value
+from deltaprop.onnx.convert import CONVERTERS
+from deltaprop.tensor import Tensor, _make, enable_grad
+
+__all__ = ["export", "SUPPORTED_OPS"]
+
+
+def _require_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            "deltaprop.onnx.export needs the onnx package: pip install 'deltaprop[onnx]'"
+        ) from None
+    return onnx
+
+
+def export(
+    model: Any,
+    args: Any,
+    f: str | os.PathLike[str] | Any,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str] | Sequence[int]] | None = None,
+    opset_version: int = 17,
+) -> None:
+    """Write ``model`` as an ONNX file, as ``torch.onnx.export``.
+
+    Args:
+        model: a :class:`deltaprop.nn.Module` (any forward: skip connections, concatenation,
+            reshapes, functional ops) or a function of tensors.
+        args: the example input: a Tensor or ndarray, or a tuple of them (one per forward
+            argument). The model runs once on it, in eval mode.
+        f: a file path, or a binary file object to write into.
+        input_names, output_names: the graph's input and output names (default ``input`` /
+            ``output``, numbered when there are several).
+        dynamic_axes: which axes stay free, e.g. ``{"input": {0: "batch"}, "output": {0:
+            "batch"}}`` (or a list of axes: ``{"input": [0]}``).
+        opset_version: the ONNX opset, 13 to 21 (default 17).
+
+    The parameters and buffers are stored as initializers under their ``state_dict`` names.
+    Raises :class:`deltaprop.errors.ExportError` for an op without an ONNX mapping (naming the op
+    and the module it ran in), a model that does not run on ``args``, bad names or axes, or an
+    output path that cannot be written.
+
+    >>> import io
+    >>> import deltaprop as dp
+    >>> from deltaprop import nn
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> buf = io.BytesIO()
+    >>> dp.onnx.export(model, dp.randn(2, 4), buf, dynamic_axes={"input": {0: "batch"}})
+    >>> import onnx
+    >>> m = onnx.load_from_string(buf.getvalue())
+    >>> [n.op_type for n in m.graph.node], [i.name for i in m.graph.initializer]
+    (['Gemm', 'Relu', 'Gemm'], ['0.weight', '0.bias', '2.weight', '2.bias'])
+    """
+    onnx = _require_onnx()
+    opset = _check_opset(opset_version)
+    inputs = _example_inputs(args)
+    dest = _check_destination(f)
+    outputs, owners = _trace(model, inputs)
+    in_names = _names(input_names, len(inputs), "input", "input_names")
+    out_names = _names(output_names, len(outputs), "output", "output_names")
+    if set(in_names) & set(out_names):
+        raise ExportError(
+            f"input_names and output_names share {sorted(set(in_names) & set(out_names))}; "
+            "every graph input and output needs its own name"
+        )
+    axes = _dynamic_axes(dynamic_axes, in_names, out_names, inputs, outputs)
+    proto = _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opset)
+    onnx.checker.check_model(proto, full_check=True)
+    _write(proto.SerializeToString(), f, dest)
+
+
+# ----------------------------------------------------------------------------------------------
+# arguments
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_opset(opset_version: Any) -> int:
+    if isinstance(opset_version, bool) or not isinstance(opset_version, (int, np.integer)):
+        raise ExportError(f"opset_version must be an int, got {opset_version!r}")
+    if not MIN_OPSET <= opset_version <= MAX_OPSET:
+        raise ExportError(
+            f"opset_version {opset_version} is not supported; choose {MIN_OPSET} to {MAX_OPSET}"
+        )
+    return int(opset_version)
+
+
+def _example_inputs(args: Any) -> list[Tensor]:
+    items = list(args) if isinstance(args, (tuple, list)) else [args]
+    if not items:
+        raise ExportError("args is empty: give the example input(s) the model runs on")
+    inputs = []
+    for i, a in enumerate(items):
+        if isinstance(a, Tensor):
+            data = a.data
+        elif isinstance(a, np.ndarray):
+            data = a
+        else:
+            raise ExportError(
+                f"args[{i}] is a {type(a).__name__}; export takes Tensors or NumPy arrays as the "
+                "model's inputs"
+            )
+        if data.dtype.kind != "f":
+            raise ExportError(
+                f"args[{i}] has dtype {data.dtype}; export takes floating point inputs"
+            )
+        inputs.append(_make(np.array(data, order="C"), True))  # a copy that records the graph
+    return inputs
+
+
+def _check_destination(f: Any) -> str | None:
+    """The output path, checked before the model runs (None for a file object)."""
+    if hasattr(f, "write"):
+        return None
+    try:
+        path = os.fspath(f)
+    except TypeError:
+        raise ExportError(
+            f"f must be a file path or a binary file object, got {type(f).__name__}"
+        ) from None
+    path = os.fsdecode(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ExportError(f"cannot write the ONNX file {path!r}: it is a directory")
+    if not os.path.isdir(directory):
+        raise ExportError(f"cannot write the ONNX file {path!r}: directory {directory!r} does "
+                          "not exist")  # fmt: skip
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ExportError(f"cannot write the ONNX file {path!r}: permission denied")
+    return path
+
+
+def _names(names: Sequence[str] | None, n: int, default: str, arg: str) -> list[str]:
+    defaults = [default] if n == 1 else [f"{default}_{i}" for i in range(n)]
+    if names is None:
+        return defaults
+    if isinstance(names, str) or not all(isinstance(s, str) and s for s in names):
+        raise ExportError(f"{arg} must be a list of non-empty strings, got {names!r}")
+    names = list(names)
+    if len(names) > n:
+        raise ExportError(f"{arg} has {len(names)} names but the model has {n}")
+    if len(set(names)) != len(names):
+        raise ExportError(f"{arg} has repeated names: {names}")
+    return names + [d for d in defaults[len(names) :]]
+
+
+def _dynamic_axes(
+    dynamic_axes: Any,
+    in_names: list[str],
+    out_names: list[str],
+    inputs: list[Tensor],
+    outputs: list[Tensor],
+) -> dict[str, dict[int, str]]:
+    """``{name: {axis: symbol}}`` with list forms named as torch does (``input_dynamic_axes_1``)."""
+    if dynamic_axes is None:
+        return {}
+    if not isinstance(dynamic_axes, Mapping):
+        raise ExportError(
+            "dynamic_axes must be a dict such as {'input': {0: 'batch'}}, got "
+            f"{type(dynamic_axes).__name__}"
+        )
+    ndims = {n: t.ndim for n, t in zip(in_names, inputs)}
+    ndims.update({n: t.ndim for n, t in zip(out_names, outputs)})
+    result: dict[str, dict[int, str]] = {}
+    for name, spec in dynamic_axes.items():
+        if name not in ndims:
+            raise ExportError(
+                f"dynamic_axes names {name!r}, which is neither an input ({', '.join(in_names)}) "
+                f"nor an output ({', '.join(out_names)})"
+            )
+        if isinstance(spec, Mapping):
+            pairs = list(spec.items())
+        elif isinstance(spec, (list, tuple)):
+            pairs = [(a, f"{name}_dynamic_axes_{k + 1}") for k, a in enumerate(spec)]
+        else:
+            raise ExportError(
+                f"dynamic_axes[{name!r}] must be a dict {{axis: name}} or a list of axes, got "
+                f"{spec!r}"
+            )
+        axes: dict[int, str] = {}
+        for axis, sym in pairs:
+            nd = ndims[name]
+            if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+                raise ExportError(f"dynamic_axes[{name!r}]: axis {axis!r} is not an int")
+            if not -nd <= axis < nd:
+                raise ExportError(
+                    f"dynamic_axes[{name!r}]: axis {axis} is out of range for a tensor with "
+                    f"{nd} dims"
+                )
+            if not isinstance(sym, str) or not sym:
+                raise ExportError(f"dynamic_axes[{name!r}]: the name of axis {axis} must be a "
+                                  f"non-empty string, got {sym!r}")  # fmt: skip
+            axes[int(axis) % nd] = sym
+        result[name] = axes
+    for name, t in zip(in_names, inputs):
+        for axis in result.get(name, {}):
+            if t.shape[axis] == 1:
+                warnings.warn(
+                    f"dynamic axis {axis} of input {name!r} has length 1 in args; reshapes "
+                    "cannot tell it from the other axes of length 1: export with a length of "
+                    "at least 2",
+                    UserWarning,
+                    stacklevel=3,
+                )
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# tracing
+# ----------------------------------------------------------------------------------------------
+
+
+def _tensors(obj: Any) -> list[Tensor]:
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for item in obj for t in _tensors(item)]
+    return []
+
+
+def _trace(model: Any, inputs: list[Tensor]) -> tuple[list[Tensor], dict]:
+    """Run ``model`` once in eval mode with graph recording: ``(outputs, {Function: module})``."""
+    from deltaprop.nn.module import Module
+
+    owners: dict[Any, str] = {}
+    handles, modes = [], []
+    if isinstance(model, Module):
+        for name, module in model.named_modules():
+            modes.append((module, module.training))
+            handles.append(module.register_forward_hook(_owner_hook(name, owners)))
+        model.eval()
+    elif not callable(model):
+        raise ExportError(f"model must be a deltaprop Module or a callable, got {model!r}")
+    try:
+        with enable_grad():
+            try:
+                out = model(*inputs)
+            except Exception as e:
+                shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+                raise ExportError(
+                    f"the model does not run on args (shapes {shapes}): {type(e).__name__}: {e}"
+                ) from e
+    finally:
+        for h in handles:
+            h.remove()
+        for module, training in modes:
+            module.training = training
+    outputs = _tensors(out)
+    if not outputs or (not isinstance(out, Tensor) and len(outputs) != _count_leaves(out)):
+        raise ExportError(
+            f"the model returned {type(out).__name__}; export needs a Tensor or a tuple/list of "
+            "Tensors"
+        )
+    return outputs, owners
+
+
+def _count_leaves(obj: Any) -> int:
+    if isinstance(obj, (tuple, list)):
+        return sum(_count_leaves(item) for item in obj)
+    return 1
+
+
+def _owner_hook(name: str, owners: dict) -> Any:
+    """A forward hook assigning the ops between a module's inputs and outputs to it (inner
+    modules run their hooks first, so every op gets its innermost module)."""
+
+    def hook(module: Any, args: Any, output: Any) -> None:
+        stops = {id(t) for t in _tensors(args)}
+        stack = [t._ctx for t in _tensors(output) if t._ctx is not None and id(t) not in stops]
+        seen: set[int] = set()
+        while stack:
+            fn = stack.pop()
+            if id(fn) in seen:
+                continue
+            seen.add(id(fn))
+            owners.setdefault(fn, name)
+            for t in fn.inputs or ():
+                if t._ctx is not None and id(t) not in stops:
+                    stack.append(t._ctx)
+
+    return hook
+
+
+def _topological(outputs: list[Tensor]) -> list[Any]:
+    """The recorded Functions behind ``outputs``, each after the Functions it reads."""
+    order: list[Any] = []
+    visited: set[int] = set()
+    for out in outputs:
+        if out._ctx is None:
+            continue
+        stack = [(out._ctx, False)]
+        while stack:
+            fn, done = stack.pop()
+            if done:
+                order.append(fn)
+                continue
+            if id(fn) in visited:
+                continue
+            visited.add(id(fn))
+            stack.append((fn, True))
+            for t in fn.inputs:
+                if t._ctx is not None and id(t._ctx) not in visited:
+                    stack.append((t._ctx, False))
+    return order
+
+
+# ----------------------------------------------------------------------------------------------
+# building
+# ----------------------------------------------------------------------------------------------
+
+
+def _where(model: Any, owners: dict, fn: Any) -> str:
+    name = owners.get(fn)
+    if name is None:
+        return f"the forward of {type(model).__name__}"
+    if name == "":
+        return f"the forward of {type(model).__name__} (outside its submodules)"
+    module = model.get_submodule(name)
+    return f"module {name!r} ({type(module).__name__})"
+
+
+def _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opset) -> Any:
+    from deltaprop.nn.module import Module
+
+    helper = onnx.helper
+    b = GraphBuilder(opset)
+    for name in in_names + out_names:
+        b.reserve(name)
+    state: dict[int, str] = {}  # id(tensor) and id(array) of parameters and buffers -> name
+    if isinstance(model, Module):
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if t is None:
+                continue
+            state.setdefault(id(t), name)
+            state.setdefault(id(t.data), name)
+            b.buffers.setdefault(name, t.data)
+            b.reserve(name)
+    values: dict[int, Value] = {}  # id(Function) for op outputs, id(Tensor) for leaves
+    for name, t in zip(in_names, inputs):
+        values[id(t)] = Value(name, tuple(t.shape), t.dtype, dict(axes.get(name, {})))
+    input_data = {id(t.data): values[id(t)] for t in inputs}
+
+    def leaf(t: Tensor) -> Value:
+        v = values.get(id(t))
+        if v is None:
+            if id(t.data) in input_data:  # x.detach() of an input: the same array
+                v = input_data[id(t.data)]
+            elif id(t) in state or id(t.data) in state:
+                name = state.get(id(t), state.get(id(t.data)))
+                v = Value(b.initializer(t.data, name), tuple(t.shape), t.dtype)
+            else:
+                v = Value(b.const(t.data, hint="constant"), tuple(t.shape), t.dtype)
+            values[id(t)] = v
+        return v
+
+    for fn in _topological(outputs):
+        convert = CONVERTERS.get(type(fn))
+        if convert is None:
+            raise ExportError(
+                f"cannot export op {fn.name} ({type(fn).__name__}), used in "
+                f"{_where(model, owners, fn)}: it has no ONNX mapping (the mapped ops are "
+                "listed in deltaprop.onnx.SUPPORTED_OPS)"
+            )
+        module = owners.get(fn, "")
+        b.scope, b.module = (f"/{module}" if module else ""), module
+        ins = [values[id(t._ctx)] if t._ctx is not None else leaf(t) for t in fn.inputs]
+        try:
+            values[id(fn)] = convert(b, fn, ins, fn._y)
+        except ExportError as e:
+            raise ExportError(f"{e}, in {_where(model, owners, fn)}") from None
+    b.scope = b.module = ""
+
+    graph_outputs = []
+    renames: dict[str, str] = {}
+    produced = {out for node in b.nodes for out in node.output}
+    for i, (name, t) in enumerate(zip(out_names, outputs)):
+        if t._ctx is None and id(t) not in values and id(t.data) not in input_data:
+            raise ExportError(
+                f"output {i} does not depend on any input: it was computed outside the recorded "
+                "graph (through .detach(), .numpy(), no_grad or a new tensor); export records "
+                "only what is computed from the inputs"
+            )
+        v = values[id(t._ctx)] if t._ctx is not None else leaf(t)
+        if v.name in produced and v.name not in renames and v.name not in out_names:
+            renames[v.name] = name
+        else:
+            b.node("Identity", [renames.get(v.name, v.name)], out=name)
+        dims: list[Any] = list(v.shape)
+        for axis, sym in v.dyn.items():
+            dims[axis] = sym
+        for axis, sym in axes.get(name, {}).items():
+            dims[axis] = sym
+        graph_outputs.append(helper.make_tensor_value_info(name, _elem(helper, v.dtype), dims))
+    for node in b.nodes:
+        node.input[:] = [renames.get(s, s) for s in node.input]
+        node.output[:] = [renames.get(s, s) for s in node.output]
+    graph_inputs = []
+    for name, t in zip(in_names, inputs):
+        dims = list(t.shape)
+        for axis, sym in axes.get(name, {}).items():
+            dims[axis] = sym
+        graph_inputs.append(helper.make_tensor_value_info(name, _elem(helper, t.dtype), dims))
+    graph = helper.make_graph(
+        b.nodes, type(model).__name__, graph_inputs, graph_outputs, b.initializers
+    )
+    import deltaprop
+
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(
+        graph,
+        opset_imports=opsets,
+        producer_name="deltaprop",
+        producer_version=deltaprop.__version__,
+    )
+    proto.ir_version = helper.find_min_ir_version_for(opsets)
+    return proto
+
+
+def _elem(helper: Any, dtype: np.dtype) -> int:
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+def _write(data: bytes, f: Any, path: str | None) -> None:
+    """Write ``data`` to the file object, or atomically to ``path``."""
+    if path is None:
+        f.write(data)
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=directory)  # fmt: skip
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        raise ExportError(f"cannot write the ONNX file {path!r}: {e.strerror or e}") from None
+
+
+#: The op names (``Function.name``) that have an ONNX mapping.
+SUPPORTED_OPS: tuple[str, ...] = tuple(
+    sorted({cls.__name__.removesuffix("Function") for cls in CONVERTERS})
+)
