@@ -249,7 +249,7 @@ def load(path: Any) -> Any:
 
 # Sub-packages with heavier or optional parts are imported on first use, so that
 # `import deltaprop` stays fast: dp.nn, dp.optim, dp.data, dp.datasets, dp.explain, dp.viz.
-_LAZY = {"nn", "optim", "data", "datasets", "explain", "viz", "io", "cli", "models"}
+_LAZY = {"nn", "optim", "data", "datasets", "explain", "viz", "io", "cli", "models", "onnx"}
 
 
 def __getattr__(name: str) -> Any:

@@ -65,6 +65,11 @@ class PredictError(InputError):
     """A run directory or an input file for ``evaluate``/``predict`` cannot be used."""
 
 
+class ExportError(InputError):
+    """A model cannot be exported (an op without an ONNX mapping, a model that does not run on
+    the example input, bad names or axes, an output path that cannot be written)."""
+
+
 class CommandError(InputError):
     """A command-line error: printed as one clear sentence, exit status 2."""
 
@@ -87,6 +92,7 @@ __all__ = [
     "DatasetError",
     "DimError",
     "DivergenceError",
+    "ExportError",
     "InputError",
     "InvalidArgumentError",
     "ModelError",
