@@ -476,3 +476,34 @@ def test_reduce_lr_on_plateau_matches_torch(kwargs):
         assert [g["lr"] for g in opt.param_groups] == pytest.approx(
             [g["lr"] for g in topt.param_groups], rel=1e-12
         )
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: optim.SGD(p, lr=float("inf")), "Invalid learning rate: inf"),
+        (lambda p: optim.SGD(p, lr=0.1, momentum=float("inf")), "Invalid momentum value: inf"),
+        (lambda p: optim.SGD(p, lr=0.1, weight_decay=float("nan")), "weight_decay value: nan"),
+        (lambda p: optim.Adam(p, lr=float("nan")), "Invalid learning rate: nan"),
+        (lambda p: optim.Adam(p, betas=(0.9, float("inf"))), "beta parameter at index 1"),
+        (lambda p: optim.AdamW(p, eps=float("inf")), "Invalid epsilon value: inf"),
+        (lambda p: optim.RMSprop(p, alpha=float("-inf")), "Invalid alpha value: -inf"),
+        (lambda p: optim.RMSprop(p, lr="0.1"), "Invalid learning rate: '0.1'"),
+    ],
+)
+def test_non_finite_hyperparameters_are_refused(make, match):
+    with pytest.raises(ValueError, match=match):
+        make([dp.zeros(2, requires_grad=True)])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda o: optim.lr_scheduler.StepLR(o, step_size=1, gamma=float("inf")),
+        lambda o: optim.lr_scheduler.ExponentialLR(o, gamma=float("nan")),
+    ],
+)
+def test_non_finite_scheduler_gamma_is_refused(make):
+    opt = optim.SGD([dp.zeros(2, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="Invalid gamma value"):
+        make(opt)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.optim.optimizer import Optimizer, _check_flags
+from deltaprop.optim.optimizer import Optimizer, _check_flags, check_hyperparameter
 from deltaprop.tensor import _make
 
 __all__ = ["Adam", "AdamW"]
@@ -60,16 +60,11 @@ class Adam(Optimizer):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if eps < 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_hyperparameter(lr, "Invalid learning rate")
+        check_hyperparameter(eps, "Invalid epsilon value")
+        check_hyperparameter(betas[0], "Invalid beta parameter at index 0", high=1.0)
+        check_hyperparameter(betas[1], "Invalid beta parameter at index 1", high=1.0)
+        check_hyperparameter(weight_decay, "Invalid weight_decay value")
         _check_flags(type(self).__name__, differentiable, fused, capturable)
         defaults = {
             "lr": lr,

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from deltaprop.optim.optimizer import Optimizer
+from deltaprop.optim.optimizer import Optimizer, check_hyperparameter
 
 __all__ = [
     "LRScheduler",
@@ -223,6 +223,7 @@ class StepLR(LRScheduler):
         self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
         self.step_size = step_size
+        check_hyperparameter(gamma, "Invalid gamma value")
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -259,6 +260,7 @@ class MultiStepLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         self.milestones = Counter(milestones)
+        check_hyperparameter(gamma, "Invalid gamma value")
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -363,6 +365,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        check_hyperparameter(gamma, "Invalid gamma value")
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 

@@ -23,6 +23,7 @@ what a group leaves out), and ``state``, a dict from parameter to that parameter
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +44,30 @@ class _RequiredParameter:
 
 
 required = _RequiredParameter()
+
+
+def check_hyperparameter(
+    value: Any, message: str, low: float = 0.0, high: float | None = None
+) -> None:
+    """Raise ``ValueError(message: value ...)`` unless ``value`` is a finite real number in
+    ``[low, high)`` (``[low, inf)`` when ``high`` is None). NaN and infinity are refused: they
+    would turn every parameter into NaN at the first step.
+
+    >>> check_hyperparameter(float("inf"), "Invalid learning rate")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid learning rate: inf (expected a finite number >= 0.0)
+    """
+    ok = (
+        isinstance(value, (int, float, np.floating, np.integer))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= low
+        and (high is None or value < high)
+    )
+    if not ok:
+        allowed = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise ValueError(f"{message}: {value!r} (expected a finite number {allowed})")
 
 
 def _check_flags(name: str, differentiable: bool, fused: bool | None, capturable: bool) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.optim.optimizer import Optimizer, _check_flags
+from deltaprop.optim.optimizer import Optimizer, _check_flags, check_hyperparameter
 from deltaprop.tensor import _make
 
 __all__ = ["RMSprop"]
@@ -60,16 +60,11 @@ class RMSprop(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if eps < 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if alpha < 0.0:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        check_hyperparameter(lr, "Invalid learning rate")
+        check_hyperparameter(eps, "Invalid epsilon value")
+        check_hyperparameter(momentum, "Invalid momentum value")
+        check_hyperparameter(weight_decay, "Invalid weight_decay value")
+        check_hyperparameter(alpha, "Invalid alpha value")
         _check_flags("RMSprop", differentiable, None, capturable)
         defaults = {
             "lr": lr,

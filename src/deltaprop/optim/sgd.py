@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.optim.optimizer import Optimizer, _check_flags
+from deltaprop.optim.optimizer import Optimizer, _check_flags, check_hyperparameter
 from deltaprop.tensor import _make
 
 __all__ = ["SGD"]
@@ -57,12 +57,10 @@ class SGD(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_hyperparameter(lr, "Invalid learning rate")
+        check_hyperparameter(momentum, "Invalid momentum value")
+        check_hyperparameter(dampening, "Invalid dampening value", low=float("-inf"))
+        check_hyperparameter(weight_decay, "Invalid weight_decay value")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         _check_flags("SGD", differentiable, fused, False)
