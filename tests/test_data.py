@@ -343,3 +343,12 @@ def test_flatten_and_compose_apply_in_order():
     assert out.shape == (4, 64) and np.allclose(out, 1.0)
     # order matters: normalizing the raw 0..16 values first gives something else
     assert not np.allclose(Compose([Normalize(0.5, 0.5), ToFloat(scale=16)])(images), 1.0)
+
+
+def test_dataloader_takes_its_order_from_a_sampler():
+    ds = TensorDataset(np.arange(10, dtype=np.float32), np.arange(10))
+    loader = DataLoader(ds, batch_size=2, sampler=[9, 7, 5, 3, 1])
+    assert len(loader) == 3
+    assert [y.numpy().tolist() for _, y in loader] == [[9, 7], [5, 3], [1]]
+    with pytest.raises(ValueError, match="mutually exclusive with shuffle"):
+        DataLoader(ds, batch_size=2, shuffle=True, sampler=[0])

@@ -26,7 +26,7 @@ becomes int64, as ``cross_entropy`` expects.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -123,6 +123,9 @@ class DataLoader:
             ``numpy.random.Generator``, or None for deltaprop's global generator (seeded by
             ``deltaprop.manual_seed``; read at the start of each epoch).
         collate_fn: merges a list of samples into a batch; giving one disables the fast path.
+        sampler: an iterable of sample indices with ``len()`` (e.g. a distributed sampler that
+            gives each process its share); it replaces ``shuffle``, as in PyTorch. Iterated
+            once per epoch.
 
     ``len(loader)`` is the number of batches per epoch. Iterating yields, for a
     ``TensorDataset`` of k arrays, a tuple of k Tensors.
@@ -143,11 +146,15 @@ class DataLoader:
         drop_last: bool = False,
         generator: int | np.random.Generator | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
+        sampler: Iterable[int] | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"batch_size must be a positive int, got {batch_size!r}")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size}")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -161,7 +168,7 @@ class DataLoader:
         )
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)  # type: ignore
         if self.drop_last:
             return n // self.batch_size
         return math.ceil(n / self.batch_size)
@@ -169,7 +176,9 @@ class DataLoader:
     def batch_indices(self) -> Iterator[np.ndarray]:
         """The index arrays of one epoch's batches (drawing a new order when shuffling)."""
         n = len(self.dataset)
-        if self.shuffle:
+        if self.sampler is not None:
+            order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        elif self.shuffle:
             generator = self.generator if self.generator is not None else resolve_generator(None)
             order = generator.permutation(n)
         else:
