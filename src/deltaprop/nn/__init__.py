@@ -10,33 +10,14 @@ Names, constructor signatures, parameter names, default initialisation, ``state_
 (4, 1)
 """
 
+from deltaprop.errors import ShapeError
 from deltaprop.nn import functional, init, utils
+from deltaprop.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from deltaprop.nn.container import ModuleDict, ModuleList, Sequential
-from deltaprop.nn.layers import (
-    GELU,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    BCELoss,
-    BCEWithLogitsLoss,
-    Conv2d,
-    CrossEntropyLoss,
-    Dropout,
-    Flatten,
-    Identity,
-    LayerNorm,
-    LeakyReLU,
-    Linear,
-    LogSoftmax,
-    MaxPool2d,
-    MSELoss,
-    NLLLoss,
-    ReLU,
-    ShapeError,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
+from deltaprop.nn.conv import Conv2d
+from deltaprop.nn.dropout import Dropout
+from deltaprop.nn.linear import Identity, Linear
+from deltaprop.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from deltaprop.nn.module import (
     Buffer,
     IncompatibleKeys,
@@ -45,6 +26,9 @@ from deltaprop.nn.module import (
     RemovableHandle,
     StateDictError,
 )
+from deltaprop.nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from deltaprop.nn.pool import AvgPool2d, MaxPool2d
+from deltaprop.nn.shape import Flatten
 
 __all__ = [
     "functional", "init", "utils", "Module", "Parameter", "Buffer", "StateDictError",

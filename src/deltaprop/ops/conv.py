@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.errors import ShapeError
 from deltaprop.ops.common import as_tensor, conv_output_size, int_pair, pad2d, window_slices
 from deltaprop.tensor import Function, Tensor, is_grad_enabled
 
@@ -350,12 +351,12 @@ def conv2d(
     """
     x, weight = as_tensor(x), as_tensor(weight)
     if x.ndim not in (3, 4):
-        raise ValueError(
+        raise ShapeError(
             f"conv2d: expected a 3-D (unbatched, C x H x W) or 4-D (batched, N x C x H x W) "
             f"input, got shape {x.shape}"
         )
     if weight.ndim != 4:
-        raise ValueError(
+        raise ShapeError(
             f"conv2d: expected a 4-D weight (out_channels, in_channels/groups, kh, kw), got "
             f"shape {weight.shape}"
         )
@@ -376,9 +377,10 @@ def conv2d(
             f"groups={groups}"
         )
     if c != cg * groups:
-        raise ValueError(
-            f"conv2d: input shape {x.shape} has {c} channels but weight shape {weight.shape} "
-            f"with groups={groups} expects {cg * groups}"
+        raise ShapeError(
+            f"conv2d: expected 4-D input (N, C, H, W) (or 3-D (C, H, W)) with C={cg * groups}, "
+            f"got shape {x.shape}: the input {x.shape} has {c} channels but the weight "
+            f"{weight.shape} with groups={groups} expects {cg * groups}"
         )
     stride_ = int_pair("conv2d", "stride", stride)
     dilation_ = int_pair("conv2d", "dilation", dilation)
@@ -390,16 +392,16 @@ def conv2d(
     hp, wp = x.shape[-2] + pads[0] + pads[1], x.shape[-1] + pads[2] + pads[3]
     ekh, ekw = dilation_[0] * (kh - 1) + 1, dilation_[1] * (kw - 1) + 1
     if ekh > hp or ekw > wp:
-        raise ValueError(
+        raise ShapeError(
             f"conv2d: kernel size ({ekh} x {ekw}) (weight shape {weight.shape}, dilation "
             f"{dilation_}) is larger than the padded input ({hp} x {wp}) (input shape {x.shape}, "
-            f"padding {padding!r})"
+            f"padding {padding!r}): an input smaller than the kernel has no output"
         )
     inputs = [x, weight]
     if bias is not None:
         bias = as_tensor(bias)
         if bias.shape != (k,):
-            raise ValueError(
+            raise ShapeError(
                 f"conv2d: expected bias of shape ({k},) for weight shape {weight.shape}, got "
                 f"bias shape {bias.shape}"
             )

@@ -86,8 +86,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         )
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ShapeError(
-            f"linear: input shape {x.shape} and weight shape {weight.shape} cannot be multiplied: "
-            f"the input's last dim must equal weight.shape[1] = {weight.shape[1]} "
+            f"linear: expected input with last dimension {weight.shape[1]}, got shape {x.shape}: "
+            f"input shape {x.shape} and weight shape {weight.shape} cannot be multiplied "
             "(weight is (out_features, in_features))"
         )
     check_same_dtype("linear", x, "weight", weight)

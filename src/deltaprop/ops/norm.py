@@ -275,14 +275,16 @@ class BatchNormFunction(Function):
         return y
 
 
-def _stat(name: str, t: Any, c: int) -> Tensor | None:
+def _stat(name: str, t: Any, x: Tensor) -> Tensor | None:
     if t is None:
         return None
     t = as_tensor(t)
+    c = x.shape[1]
     if t.shape != (c,):
+        want = f"expected input with {t.shape[0]} channels, got" if t.ndim == 1 else "input"
         raise ShapeError(
             f"batch_norm: {name} should contain {c} elements (one per channel, the input's "
-            f"dim 1), not shape {t.shape}"
+            f"dim 1), not shape {t.shape} ({want} shape {x.shape})"
         )
     return t
 
@@ -320,11 +322,11 @@ def batch_norm(
             f"batch_norm: expected an input of shape (N, C) or (N, C, *), got shape {x.shape}"
         )
     c = x.shape[1]
-    running_mean = _stat("running_mean", running_mean, c)
-    running_var = _stat("running_var", running_var, c)
+    running_mean = _stat("running_mean", running_mean, x)
+    running_var = _stat("running_var", running_var, x)
     params = []
     for name, p in (("weight", weight), ("bias", bias)):
-        p = _stat(name, p, c)
+        p = _stat(name, p, x)
         if p is not None:
             check_same_dtype("batch_norm", x, name, p)
             params.append(p)

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.errors import ShapeError
 from deltaprop.ops.common import as_tensor, conv_output_size, int_pair, pad2d, window_slices
 from deltaprop.tensor import Function, Tensor, _make
 
@@ -317,7 +318,7 @@ def _geometry(
 ) -> tuple:
     """Checked (kernel, stride, padding, dilation, out_hw) pairs, with PyTorch's rules."""
     if x.ndim not in (3, 4):
-        raise ValueError(
+        raise ShapeError(
             f"{op}: expected a 3-D (unbatched, C x H x W) or 4-D (batched, N x C x H x W) input, "
             f"got shape {x.shape}"
         )
@@ -347,7 +348,7 @@ def _geometry(
         conv_output_size(w, kernel[1], stride_[1], pad[1], dil[1], ceil_mode),
     )
     if min(out_hw) < 1 or min(x.shape[-3:]) < 1:
-        raise ValueError(
+        raise ShapeError(
             f"{op}: input of shape {x.shape} is too small for kernel_size={kernel}, "
             f"padding={pad}, dilation={dil}: the output would be {out_hw[0]} x {out_hw[1]}"
         )
