@@ -59,6 +59,69 @@ def test_getitem_vs_torch(name):
     compare(lambda t: t[idx], lambda t: t[t_idx(idx)], [rand(3, 4, seed=2)])
 
 
+# ints mixed with arrays: an int is basic indexing (PyTorch), so it does not separate the arrays
+MIXED = {
+    "peer": lambda: (1, slice(None), slice(3, 11, 2), np.array([[0, 2], [5, 1]]), slice(0, 2)),
+    "int_then_array": lambda: (1, slice(None), np.array([2, 0, 2])),
+    "array_then_int": lambda: (np.array([2, 0]), slice(None), 1),
+    "int_array_int": lambda: (0, np.array([1, 3]), 2),
+    "ellipsis": lambda: (1, Ellipsis, np.array([4, 0])),
+    "none": lambda: (None, 1, slice(None), np.array([1, 1])),
+    "two_arrays": lambda: (np.array([0, 1]), 2, np.array([3, 4])),
+    "mask": lambda: (2, np.array([True, False, True, True]), slice(1, 3)),
+}
+MIXED_SHAPES = {  # PyTorch's result shapes for an input of shape (3, 4, 12, 6, 5)
+    "peer": (4, 4, 2, 2, 2),
+    "int_then_array": (4, 3, 6, 5),
+    "array_then_int": (2, 4, 6, 5),
+    "int_array_int": (2, 6, 5),
+    "ellipsis": (4, 12, 6, 2),
+    "none": (1, 4, 2, 6, 5),
+    "two_arrays": (2, 6, 5),
+    "mask": (3, 2, 6, 5),
+}
+
+
+def _torch_index(i):
+    return tuple(torch.tensor(p) if isinstance(p, np.ndarray) else p for p in i)
+
+
+@needs_torch
+@pytest.mark.parametrize("name", list(MIXED))
+def test_getitem_ints_mixed_with_arrays_vs_torch(name):
+    idx = MIXED[name]()
+    compare(lambda t: t[idx], lambda t: t[_torch_index(idx)], [rand(3, 4, 12, 6, 5, seed=3)])
+
+
+@pytest.mark.parametrize("name", list(MIXED))
+def test_getitem_ints_mixed_with_arrays(name):
+    idx = MIXED[name]()
+    xa = rand(3, 4, 12, 6, 5, seed=3)
+    x = dp.tensor(xa, dtype=dp.float64, requires_grad=True)
+    y = x[idx]
+    assert y.shape == MIXED_SHAPES[name]
+    # the same values as the two-step form: the ints first (basic indexing), then the rest
+    ints = tuple(p if isinstance(p, int) else slice(None) for p in idx if p is not None)
+    rest = tuple(p for p in idx if not isinstance(p, int))
+    if name == "ellipsis":
+        ints, rest = (1, Ellipsis), (Ellipsis, idx[2])
+    np.testing.assert_array_equal(y.data, xa[ints][rest])
+    if name != "peer":  # (its slice needs a long dim 2: the torch comparison checks its grad)
+        small = dp.tensor(rand(3, 4, 5, 6, 5, seed=4), dtype=dp.float64, requires_grad=True)
+        assert dp.gradcheck(lambda t: (t[idx] * 3).tanh(), (small,))
+
+
+@needs_torch
+@pytest.mark.parametrize("name", ["peer", "int_then_array", "array_then_int", "mask"])
+def test_setitem_ints_mixed_with_arrays_vs_torch(name):
+    idx = MIXED[name]()
+    x, ref = dp.zeros(3, 4, 12, 6, 5, dtype=dp.float64), torch.zeros(3, 4, 12, 6, 5).double()
+    value = rand(*MIXED_SHAPES[name], seed=6)
+    x[idx] = dp.tensor(value, dtype=dp.float64)
+    ref[_torch_index(idx)] = torch.tensor(value)
+    np.testing.assert_array_equal(x.data, ref.numpy())
+
+
 def test_negative_step_slice_matches_numpy():  # torch has no negative steps; numpy's rule
     x = dp.tensor(rand(3, 4, seed=2), dtype=dp.float64, requires_grad=True)
     y = x[::-1, 1::-1]

@@ -553,7 +553,7 @@ class Tensor:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("__setitem__")
-        self.data[_shape.to_numpy_index(index)] = value.data if isinstance(value, Tensor) else value
+        _shape.setitem(self.data, index, value.data if isinstance(value, Tensor) else value)
 
     # -- display -----------------------------------------------------------------------------
     def __repr__(self) -> str:

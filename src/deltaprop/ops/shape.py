@@ -270,12 +270,63 @@ def _index_part(i: Any) -> Any:
     return i
 
 
+def split_int_index(index: Any) -> tuple[tuple, tuple] | None:
+    """PyTorch's rule for an index mixing ints and arrays, as two NumPy indices, or None.
+
+    PyTorch applies an int index as basic indexing (it selects and removes its dim) before the
+    advanced (array) indices, so an int never separates them: in ``x[1, :, idx]`` the dims of
+    ``idx`` stay where ``idx`` is. NumPy counts the int as an advanced index, which moves the
+    advanced dims to the front. ``x[first][second]`` gives PyTorch's result: ``first`` holds the
+    ints (every other part a full slice, a basic index: a view), ``second`` the rest.
+    """
+    if not isinstance(index, tuple):
+        return None
+    has_int = has_array = False
+    for i in index:
+        if isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+            has_int = True
+        elif isinstance(i, np.ndarray):
+            has_array = True
+    if not (has_int and has_array):
+        return None
+    first: list[Any] = []
+    second: list[Any] = []
+    for i in index:
+        if isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+            first.append(i)
+        elif i is None:
+            second.append(i)
+        elif i is Ellipsis:
+            first.append(i)
+            second.append(i)
+        else:
+            # a bool mask covers as many dims as it has
+            n = i.ndim if isinstance(i, np.ndarray) and i.dtype.kind == "b" else 1
+            first.extend([slice(None)] * n)
+            second.append(i)
+    return tuple(first), tuple(second)
+
+
 def getitem(x: Tensor, index: Any) -> Tensor:
+    """``x[index]`` with PyTorch's semantics (NumPy's, except ints mixed with arrays)."""
     index = to_numpy_index(index)
     try:
+        split = split_int_index(index)
+        if split is not None:
+            return GetItemFunction(split[1]).apply(GetItemFunction(split[0]).apply(x))
         return GetItemFunction(index).apply(x)
     except IndexError as e:
         raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
+
+
+def setitem(data: np.ndarray, index: Any, value: Any) -> None:
+    """``data[index] = value`` in place, with the index rule of :func:`getitem`."""
+    index = to_numpy_index(index)
+    split = split_int_index(index)
+    if split is not None:
+        data[split[0]][split[1]] = value  # data[first] is a view: the write reaches data
+    else:
+        data[index] = value
 
 
 def _tensors(op: str, tensors: Any) -> list[Tensor]:
