@@ -1,0 +1,382 @@
+"""From two recordings of the same step to a replay program.
+
+Every tensor an op reads is classified as the output of an earlier op (``("op", j)``), an
+argument of the step (``("arg", k)``), or an external tensor (``("ext", t)``): a parameter, a
+buffer, a constant. Two eager recordings are compared op by op (same op types, same wiring,
+same shapes and dtypes, same non-array settings, same walk order, same update calls; an external
+tensor is either the same object both times -- state, read live at replay -- or an equal
+constant); any difference means the step's Python depends on the data, and it is not compiled.
+
+The replay then runs, in the recorded order, only the NumPy work: each op's ``forward`` on its
+inputs' arrays, the backward walk as a fixed schedule (the same ``backward`` calls, gradients
+summed in the same order), the leaves' gradient accumulation exactly as the engine does it, and
+the update calls. Ops with a kernel in :mod:`deltaprop.compiler.kernels` run that instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from deltaprop import autograd as _autograd
+from deltaprop.compiler.record import CallRecord, Record
+from deltaprop.tensor import Function, Tensor, _make
+
+
+class Mismatch(Exception):
+    """The two recordings differ (the message says where)."""
+
+
+def flatten_args(args: tuple, kwargs: dict) -> tuple[list[Tensor], tuple]:
+    """The step's tensor arguments (positional, then keyword by name) and a guard key that
+    also pins every other argument (value for plain Python scalars, identity otherwise)."""
+    tensors, key = [], []
+    items = list(enumerate(args)) + sorted(kwargs.items())
+    for name, v in items:
+        if isinstance(v, Tensor):
+            tensors.append(v)
+            key.append((name, "T", v.data.shape, v.data.dtype, v.requires_grad))
+        elif v is None or isinstance(v, (bool, int, float, str)):
+            key.append((name, "V", type(v), v))
+        else:
+            key.append((name, "O", id(v)))
+    return tensors, tuple(key)
+
+
+class Wiring:
+    """Where each tensor of one recording comes from."""
+
+    def __init__(self, rec: Record, args: list[Tensor]) -> None:
+        self.rec = rec
+        self.out_index = {id(o.out): j for j, o in enumerate(rec.ops)}
+        self.arg_index = {id(a): k for k, a in enumerate(args)}
+        self.fn_index = {id(o.fn): j for j, o in enumerate(rec.ops)}
+        arrays = set()
+        for o in rec.ops:
+            arrays.add(id(o.out.data))
+            if o.out.data.base is not None:
+                arrays.add(id(o.out.data.base))
+        self.step_arrays = arrays
+
+    def source(self, t: Tensor) -> tuple:
+        j = self.out_index.get(id(t))
+        if j is not None:
+            return ("op", j)
+        k = self.arg_index.get(id(t))
+        if k is not None:
+            return ("arg", k)
+        if id(t.data) in self.step_arrays or (
+            t.data.base is not None and id(t.data.base) in self.step_arrays
+        ):
+            raise Mismatch(
+                "a tensor made from a value of the step outside an op (detach() or .data) "
+                "feeds an op"
+            )
+        return ("ext", t)
+
+
+def _plain(v: Any) -> bool:
+    if v is None or isinstance(v, (bool, int, float, str, np.dtype, np.generic)):
+        return True
+    return isinstance(v, tuple) and all(_plain(x) for x in v)
+
+
+def _same_init(a: dict, b: dict) -> bool:
+    """Whether two ops were constructed alike: equal plain settings (stride, p, eps, ...) and
+    the very same objects for anything else (an array or object given to the constructor is
+    read again at every replay, so it must be long-lived state, not a value of one call)."""
+    if a.keys() != b.keys():
+        return False
+    for k, x in a.items():
+        y = b[k]
+        if _plain(x) and _plain(y):
+            if x != y:
+                return False
+        elif x is not y:
+            return False
+    return True
+
+
+def _same_source(a: tuple, b: tuple, where: str) -> None:
+    if a[0] != b[0]:
+        raise Mismatch(f"{where}: an input comes from a different place")
+    if a[0] in ("op", "arg"):
+        if a[1] != b[1]:
+            raise Mismatch(f"{where}: an input comes from a different op or argument")
+        return
+    ta, tb = a[1], b[1]
+    if ta is tb:
+        return
+    if (
+        ta.requires_grad
+        or tb.requires_grad
+        or ta.data.shape != tb.data.shape
+        or ta.data.dtype != tb.data.dtype
+        or not np.array_equal(ta.data, tb.data)
+    ):
+        raise Mismatch(f"{where}: a constant differs between calls (made from the data?)")
+
+
+def compare(r1: Record, w1: Wiring, r2: Record, w2: Wiring) -> None:
+    """Raise :class:`Mismatch` unless the two recordings did the same work."""
+    if [e[0] for e in r1.events] != [e[0] for e in r2.events] or len(r1.ops) != len(r2.ops):
+        raise Mismatch("the sequence of ops differs between calls")
+    for j, (a, b) in enumerate(zip(r1.ops, r2.ops)):
+        where = f"op {j} ({type(b.fn).__name__})"
+        if type(a.fn) is not type(b.fn) or len(a.inputs) != len(b.inputs):
+            raise Mismatch(f"{where}: a different op ran")
+        for x, y in zip(a.inputs, b.inputs):
+            if x.data.shape != y.data.shape or x.data.dtype != y.data.dtype:
+                raise Mismatch(f"{where}: input shapes or dtypes differ")
+            _same_source(w1.source(x), w2.source(y), where)
+        if a.out.data.shape != b.out.data.shape or a.out.data.dtype != b.out.data.dtype:
+            raise Mismatch(f"{where}: output shape or dtype differs")
+        if a.out.requires_grad != b.out.requires_grad:
+            raise Mismatch(f"{where}: requires_grad differs")
+        if not _same_init(a.init, b.init):
+            raise Mismatch(
+                f"{where}: the op was constructed with different settings or with per-call data"
+            )
+    for a, b in zip(r1.backwards, r2.backwards):
+        if [w1.fn_index.get(id(f)) for f, _ in a.walk] != [
+            w2.fn_index.get(id(f)) for f, _ in b.walk
+        ]:
+            raise Mismatch("the backward walk differs between calls")
+        if w1.out_index.get(id(a.root)) != w2.out_index.get(id(b.root)):
+            raise Mismatch("backward() starts from a different tensor")
+    for a, b in zip(r1.calls, r2.calls):
+        if a.method != b.method or a.args != b.args or a.kwargs != b.kwargs:
+            raise Mismatch("the update calls differ between calls")
+    if set(r1.modules) != set(r2.modules):
+        raise Mismatch("different modules ran")
+
+
+# ----------------------------------------------------------------------------------------------
+# the replay program
+# ----------------------------------------------------------------------------------------------
+
+
+def _forward_step(fn: Function, ins: tuple[Tensor, ...], out: Tensor) -> Callable[[], None]:
+    """Generic: the op's own ``forward`` on its inputs' current arrays."""
+    fwd = fn.forward
+    if len(ins) == 1:
+        (a,) = ins
+
+        def run() -> None:
+            y = fwd(a.data)
+            if type(y) is not np.ndarray:
+                y = np.asarray(y)
+            out.data = y
+            fn._y = y
+
+    elif len(ins) == 2:
+        a, b = ins
+
+        def run() -> None:
+            y = fwd(a.data, b.data)
+            if type(y) is not np.ndarray:
+                y = np.asarray(y)
+            out.data = y
+            fn._y = y
+
+    else:
+
+        def run() -> None:
+            y = fwd(*[t.data for t in ins])
+            if type(y) is not np.ndarray:
+                y = np.asarray(y)
+            out.data = y
+            fn._y = y
+
+    return run
+
+
+def store_leaf_grads(leaves: list[Tensor], grads: list[Any]) -> None:
+    """Add each gradient into its leaf's ``.grad``, with the engine's own rule."""
+    stored: set[int] = set()
+    store = _autograd._store_leaf_grad
+    for leaf, g in zip(leaves, grads):
+        store(leaf, g, False, stored)
+
+
+class Program:
+    """A recorded step, ready to replay into the same kind of arguments."""
+
+    def __init__(self, rec: Record, wiring: Wiring, args: list[Tensor], result: Any) -> None:
+        self.args = [_make(a.data, a.requires_grad) for a in args]  # private placeholders
+        outs = [_make(o.out.data, o.out.requires_grad, o.out._ctx) for o in rec.ops]
+        self.outs = outs
+        self._live: list[Tensor] = []  # external tensors the step reads (state or constants)
+        sources = []
+        for j, o in enumerate(rec.ops):
+            srcs = [wiring.source(t) for t in o.inputs]
+            sources.append(srcs)
+            o.fn.inputs = tuple(self._resolve(s) for s in srcs)
+            if o.out._ctx is o.fn:
+                o.fn._y = outs[j].data
+        steps: list[Callable[[], None]] = []
+        for kind, i in rec.events:
+            if kind == "op":
+                o = rec.ops[i]
+                steps.append(_forward_step(o.fn, o.fn.inputs, outs[i]))
+            elif kind == "backward":
+                steps.append(self._backward_step(rec, wiring, sources, i))
+            else:
+                steps.append(_call_step(rec.calls[i]))
+        self.steps = steps
+        self.result = _result_template(result, wiring)
+        # guards: the modules' modes, and the leaves' requires_grad
+        self.modules = list(rec.modules.values())
+        self.modes = tuple(m.training for m in self.modules)
+        self.ext = [t for t in self._live if t.requires_grad]
+        self.ext_shapes = tuple((t.requires_grad, t.data.shape) for t in self.ext)
+        self.optimizers = _optimizers(rec.calls)
+        self.param_ids = _param_ids(self.optimizers)
+
+    @staticmethod
+    def check_result(result: Any, wiring: Wiring) -> None:
+        """Raise :class:`Mismatch` unless the step's return value is made of tensors."""
+        _result_template(result, wiring)
+
+    def _resolve(self, src: tuple) -> Tensor:
+        if src[0] == "op":
+            return self.outs[src[1]]
+        if src[0] == "arg":
+            return self.args[src[1]]
+        t = src[1]
+        if not any(t is u for u in self._live):
+            self._live.append(t)
+        return t
+
+    def _backward_step(self, rec: Record, w: Wiring, sources: list, i: int) -> Callable[[], None]:
+        brec = rec.backwards[i]
+        root_j = w.out_index.get(id(brec.root))
+        if root_j is None or rec.ops[root_j].out._ctx is None:
+            raise Mismatch("backward() from a tensor that no recorded op produced")
+        root = self.outs[root_j]
+        gsrc = w.source(brec.gradient) if isinstance(brec.gradient, Tensor) else None
+        given = brec.gradient
+        leaf_slot: dict[int, int] = {}  # id(leaf tensor, as recorded) -> slot
+        leaf_src: list[tuple] = []
+        plan = []
+        n = len(rec.ops)
+        for fn, grads in brec.walk:
+            j = w.fn_index[id(fn)]
+            targets = []
+            for t, src, gi in zip(rec.ops[j].inputs, sources[j], grads):
+                if gi is None:
+                    targets.append(None)
+                elif t._ctx is not None:
+                    targets.append(w.out_index[id(t)])
+                elif t.requires_grad:
+                    if id(t) not in leaf_slot:
+                        leaf_slot[id(t)] = len(leaf_src)
+                        leaf_src.append(src)
+                    targets.append(n + leaf_slot[id(t)])
+                else:
+                    targets.append(None)
+            plan.append((fn, j, tuple(targets)))
+        n_slots = n + len(leaf_src)
+        args = self.args
+        outs = self.outs
+        live_leaves = [s[1] if s[0] == "ext" else None for s in leaf_src]
+        arg_leaves = [(i, s[1]) for i, s in enumerate(leaf_src) if s[0] == "arg"]
+        root_grad = _autograd._root_grad
+
+        def run(current_args: list[Tensor]) -> None:
+            if gsrc is None:
+                g0 = root_grad(root, given, False)
+            else:
+                g0 = root_grad(root, self._resolve(gsrc) if gsrc[0] != "arg" else
+                               current_args[gsrc[1]], False)  # fmt: skip
+            G: list[Any] = [None] * n_slots
+            G[root_j] = g0
+            for fn, j, targets in plan:
+                gs = fn.backward(G[j])
+                G[j] = None
+                for gi, tg in zip(gs, targets):
+                    if tg is not None and gi is not None:
+                        old = G[tg]
+                        G[tg] = gi if old is None else old + gi
+            leaves = live_leaves
+            if arg_leaves:
+                leaves = list(live_leaves)
+                for s, k in arg_leaves:
+                    leaves[s] = current_args[k]
+            store_leaf_grads(leaves, G[n:])
+
+        run.needs_args = True  # type: ignore[attr-defined]
+        del args, outs
+        return run
+
+    # -- guards and replay ---------------------------------------------------------------------
+    def matches(self) -> bool:
+        """Whether the modules' modes, the leaves and the optimizers' parameters are unchanged."""
+        modules = self.modules
+        for m, mode in zip(modules, self.modes):
+            if m.training is not mode:
+                return False
+        if tuple((t.requires_grad, t.data.shape) for t in self.ext) != self.ext_shapes:
+            return False
+        return _param_ids(self.optimizers) == self.param_ids
+
+    def run(self, args: list[Tensor]) -> Any:
+        for p, a in zip(self.args, args):
+            p.data = a.data
+        for step in self.steps:
+            if getattr(step, "needs_args", False):
+                step(args)
+            else:
+                step()
+        return _build_result(self.result, self.outs, args)
+
+
+def _call_step(c: CallRecord) -> Callable[[], None]:
+    method, args, kwargs = c.method, c.args, c.kwargs
+    return lambda: method(*args, **kwargs)
+
+
+def _optimizers(calls: list[CallRecord]) -> list[Any]:
+    from deltaprop.optim.optimizer import Optimizer
+
+    out = []
+    for c in calls:
+        obj = c.method.__self__
+        if isinstance(obj, Optimizer) and not any(obj is o for o in out):
+            out.append(obj)
+    return out
+
+
+def _param_ids(optimizers: list[Any]) -> tuple:
+    return tuple(tuple(id(p) for g in o.param_groups for p in g["params"]) for o in optimizers)
+
+
+def _result_template(value: Any, w: Wiring) -> Any:
+    """The step's return value with each tensor replaced by where it comes from."""
+    if isinstance(value, Tensor):
+        return ("tensor", w.source(value))
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, [_result_template(v, w) for v in value])
+    if isinstance(value, dict):
+        return ("dict", {k: _result_template(v, w) for k, v in value.items()})
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return ("value", value)
+    raise Mismatch(f"the step returns a {type(value).__name__}; expected tensors")
+
+
+def _build_result(tpl: tuple, outs: list[Tensor], args: list[Tensor]) -> Any:
+    kind, v = tpl
+    if kind == "tensor":
+        where, i = v
+        if where == "op":
+            t = outs[i]
+            return _make(t.data, t.requires_grad)
+        return args[i] if where == "arg" else i
+    if kind == "value":
+        return v
+    if kind == "dict":
+        return {k: _build_result(x, outs, args) for k, x in v.items()}
+    items = [_build_result(x, outs, args) for x in v]
+    return tuple(items) if kind == "tuple" else items
