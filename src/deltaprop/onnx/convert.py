@@ -114,7 +114,13 @@ def _cast(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
 
 
 def _leaky_relu(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
-    return _same(b, b.node("LeakyRelu", [ins[0].name], alpha=float(fn.slope)), y, ins[0])
+    x = ins[0]
+    if x.dtype != np.float64:
+        return _same(b, b.node("LeakyRelu", [x.name], alpha=float(fn.slope)), y, x)
+    # alpha is a float32 attribute: keep the float64 slope exact with where(x > 0, x, s x)
+    positive = b.node("Greater", [x.name, _scalar(b, 0.0, x)])
+    scaled = b.node("Mul", [x.name, _scalar(b, fn.slope, x)])
+    return _same(b, b.node("Where", [positive, x.name, scaled]), y, x)
 
 
 def _softmax(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:

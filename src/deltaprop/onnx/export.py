@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,11 +82,29 @@ def export(
     >>> [n.op_type for n in m.graph.node], [i.name for i in m.graph.initializer]
     (['Gemm', 'Relu', 'Gemm'], ['0.weight', '0.bias', '2.weight', '2.bias'])
     """
+    export_model(model, args, f, input_names, output_names, dynamic_axes, opset_version)
+
+
+def export_model(
+    model: Any,
+    args: Any,
+    f: Any,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Any] | None = None,
+    opset_version: int = 17,
+    preprocess: Callable[[Tensor], Tensor] | None = None,
+    constants: Mapping[str, Tensor] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Any:
+    """:func:`export`, with an optional ``preprocess`` applied to every input inside the graph
+    (e.g. a run's input normalisation) whose ``constants`` get the given initializer names, and
+    ``metadata`` stored as the model's ``metadata_props``. Returns the ModelProto written."""
     onnx = _require_onnx()
     opset = _check_opset(opset_version)
     inputs = _example_inputs(args)
     dest = _check_destination(f)
-    outputs, owners = _trace(model, inputs)
+    outputs, owners = _trace(model, inputs, preprocess)
     in_names = _names(input_names, len(inputs), "input", "input_names")
     out_names = _names(output_names, len(outputs), "output", "output_names")
     if set(in_names) & set(out_names):
@@ -95,9 +113,13 @@ def export(
             "every graph input and output needs its own name"
         )
     axes = _dynamic_axes(dynamic_axes, in_names, out_names, inputs, outputs)
-    proto = _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opset)
+    named = {name: t for name, t in (constants or {}).items()}
+    proto = _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opset, named)
+    if metadata:
+        onnx.helper.set_model_props(proto, dict(metadata))
     onnx.checker.check_model(proto, full_check=True)
     _write(proto.SerializeToString(), f, dest)
+    return proto
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,7 +270,7 @@ def _tensors(obj: Any) -> list[Tensor]:
     return []
 
 
-def _trace(model: Any, inputs: list[Tensor]) -> tuple[list[Tensor], dict]:
+def _trace(model: Any, inputs: list[Tensor], preprocess: Any = None) -> tuple[list[Tensor], dict]:
     """Run ``model`` once in eval mode with graph recording: ``(outputs, {Function: module})``."""
     from deltaprop.nn.module import Module
 
@@ -264,7 +286,8 @@ def _trace(model: Any, inputs: list[Tensor]) -> tuple[list[Tensor], dict]:
     try:
         with enable_grad():
             try:
-                out = model(*inputs)
+                xs = inputs if preprocess is None else [preprocess(x) for x in inputs]
+                out = model(*xs)
             except Exception as e:
                 shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
                 raise ExportError(
@@ -349,7 +372,7 @@ def _where(model: Any, owners: dict, fn: Any) -> str:
     return f"module {name!r} ({type(module).__name__})"
 
 
-def _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opset) -> Any:
+def _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opset, named) -> Any:
     from deltaprop.nn.module import Module
 
     helper = onnx.helper
@@ -365,6 +388,9 @@ def _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opse
             state.setdefault(id(t.data), name)
             b.buffers.setdefault(name, t.data)
             b.reserve(name)
+    for name, t in named.items():
+        state[id(t)] = state[id(t.data)] = name
+        b.reserve(name)
     values: dict[int, Value] = {}  # id(Function) for op outputs, id(Tensor) for leaves
     for name, t in zip(in_names, inputs):
         values[id(t)] = Value(name, tuple(t.shape), t.dtype, dict(axes.get(name, {})))
