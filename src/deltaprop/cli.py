@@ -20,6 +20,7 @@ __all__ = ["CommandError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     from deltaprop import __version__
     from deltaprop.explain.commands import add_commands as add_explain
+    from deltaprop.onnx.commands import add_commands as add_export
     from deltaprop.training.commands import add_commands as add_training
 
     parser = argparse.ArgumentParser(
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     add_training(sub)
     add_explain(sub)
+    add_export(sub)
     return parser
 
 
