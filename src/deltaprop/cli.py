@@ -2,8 +2,14 @@
 
 Each feature package registers its own subcommands (``deltaprop.training.commands`` and
 ``deltaprop.explain.commands``); this module only dispatches. A user error (bad argument, missing
-file, a model that does not fit the data) raises :class:`CommandError`, printed as one sentence
-with exit status 2 and no traceback.
+file, a model that does not fit the data) raises a :class:`~deltaprop.errors.InputError` (such
+as :class:`CommandError`), printed as one sentence with exit status 2 and no traceback. Any other
+exception is a bug: it keeps its traceback (exit status 1).
+
+Exit statuses: 0 success; 1 an unexpected error (a bug, with its traceback); 2 bad input (a
+usage error from argparse, or an ``InputError``); 3 training stopped because the loss or a
+gradient became NaN or infinite (the last good checkpoint is kept); 130 interrupted by Ctrl-C
+(``train`` saves a checkpoint first).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from deltaprop.errors import CommandError
+from deltaprop.errors import CommandError, InputError
 
 __all__ = ["CommandError", "build_parser", "main"]
 
@@ -41,8 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CommandError as e:
-        print(f"deltaprop {args.command}: error: {e}", file=sys.stderr)
+    except InputError as e:  # CommandError and every other user-input error: one sentence
+        message = str(e).strip().rstrip(".")
+        print(f"deltaprop {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deltaprop {args.command}: interrupted", file=sys.stderr)

@@ -43,6 +43,7 @@ naming the file and what is wrong, and nothing else (a missing or unreadable fil
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -183,6 +184,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         "format_version": str(FORMAT_VERSION),
         "deltaprop_version": deltaprop.__version__,
         "structure": json.dumps(structure, separators=(",", ":"), allow_nan=False),
+        "sha256": _digest(enc.arrays),
     }
     if hasattr(path, "write"):
         path.write(st_save(enc.arrays, metadata=metadata))
@@ -205,6 +207,17 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             pass
         raise
     _fsync_dir(directory)
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the arrays' names, dtypes, shapes and bytes (in name order): written with a
+    checkpoint so that :func:`load` notices data damaged on disk after it was written."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        arr = arrays[name]
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data if arr.size else b"")
+    return h.hexdigest()
 
 
 def _umask() -> int:
@@ -483,6 +496,11 @@ def load(path: str | os.PathLike) -> Any:
         )
     if "structure" not in meta:
         raise CheckpointError(f"load: {where} is corrupt: the deltaprop structure entry is missing")
+    if "sha256" in meta and meta["sha256"] != _digest(arrays):
+        raise CheckpointError(
+            f"load: {where} is damaged: its tensor data does not match the checksum written "
+            "with it (changed on disk after it was saved)"
+        )
     tree = _decode_structure(meta["structure"], arrays, where)
     if _is_legacy_training(tree):
         return _decode_legacy_training(tree, where)

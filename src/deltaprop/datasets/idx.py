@@ -20,6 +20,7 @@ Every check failing raises ``DatasetError`` naming the file and what is wrong.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import struct
@@ -36,6 +37,9 @@ IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 
 _GZIP_SIGNATURE = b"\x1f\x8b"
+
+#: The most a gzipped IDX file may decompress to (a guard against decompression bombs).
+MAX_DECOMPRESSED_BYTES = 4 * 2**30
 
 # IDX type code -> big-endian NumPy dtype.
 _IDX_DTYPES = {
@@ -63,9 +67,16 @@ def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
     if raw[:2] != _GZIP_SIGNATURE:
         return raw
     try:
-        return gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            data = stream.read(MAX_DECOMPRESSED_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    if len(data) > MAX_DECOMPRESSED_BYTES:
+        raise DatasetError(
+            f"{path}: decompresses to more than {MAX_DECOMPRESSED_BYTES // 2**30} GiB; refused "
+            "(MNIST-style files are well under 1 GiB)"
+        )
+    return data
 
 
 def read_idx(path: str | os.PathLike[str], expected_magic: int | None = None) -> np.ndarray:

@@ -142,6 +142,11 @@ def load_idx_dataset(
     directory = (
         Path(data_dir).expanduser() if data_dir is not None else default_data_dir() / info.name
     )
+    if directory.exists() and not directory.is_dir():
+        raise DatasetError(
+            f"{directory}: is a file; the {info.name} data directory must be a directory "
+            "holding the four IDX files"
+        )
     paths = {base: find_idx_file(directory, base) for base in IDX_FILES}
     missing = [base for base, path in paths.items() if path is None]
     failures: list[str] = []
@@ -161,6 +166,9 @@ def load_idx_dataset(
     )
     X_train, y_train = _read_pair(train_images_path, train_labels_path, len(info.class_names))
     X_test, y_test = _read_pair(test_images_path, test_labels_path, len(info.class_names))
+    for path, X in ((train_images_path, X_train), (test_images_path, X_test)):
+        if len(X) == 0:
+            raise DatasetError(f"{path}: holds 0 images; each split needs at least one sample")
     if X_train.shape[1:] != X_test.shape[1:]:
         raise DatasetError(
             f"{test_images_path}: test images are {X_test.shape[2]}x{X_test.shape[3]} but the "

@@ -24,7 +24,13 @@ from typing import Any
 
 from deltaprop.errors import CheckpointError
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "check_model_fits",
+    "load_checkpoint",
+    "save_checkpoint",
+    "write_verified",
+]
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -62,3 +68,71 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a training state"
         )
     return state
+
+
+def write_verified(path: Path, state: dict[str, Any], previous: Path | None = None) -> None:
+    """Write ``state`` to ``path`` so that a good checkpoint is always on disk.
+
+    The new checkpoint is written (atomically) under a temporary name, read back and compared
+    with ``state``; only then does the current ``path`` become ``previous`` (when given) and
+    the new file take its place. A crash at any point leaves ``path`` or ``previous`` intact.
+
+    Raises:
+        CheckpointError: the file read back differs from what was written.
+    """
+    import numpy as np
+
+    path = Path(path)
+    pending = path.with_name(f".{path.name}.pending")
+    save_checkpoint(pending, state)
+    back = load_checkpoint(pending)
+    same = back.keys() == state.keys() and back.get("epoch") == state.get("epoch")
+    if same and isinstance(state.get("model"), dict):
+        model = back.get("model")
+        same = isinstance(model, dict) and model.keys() == state["model"].keys()
+        same = same and all(
+            np.array_equal(np.asarray(model[k].data), np.asarray(v.data))
+            for k, v in state["model"].items()
+        )
+    if not same:
+        pending.unlink()
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: the file read back after writing differs from what "
+            "was written (disk or filesystem error); the previous checkpoint was kept"
+        )
+    if previous is not None and path.exists():
+        os.replace(path, previous)
+    os.replace(pending, path)
+
+
+def check_model_fits(model_state: Any, model: Any, where: str) -> None:
+    """Raise CheckpointError naming the first key whose shape differs from ``model``'s.
+
+    ``model_state`` is the ``model`` entry of a checkpoint (a ``state_dict``); ``where`` names
+    the checkpoint (and the run) in the message.
+    """
+    if not isinstance(model_state, dict):
+        raise CheckpointError(f"{where} holds no model state (its 'model' entry is missing)")
+    expected = model.state_dict()
+    for key, target in expected.items():
+        if key not in model_state:
+            raise CheckpointError(
+                f"{where} does not fit the model: it has no {key!r} (shape "
+                f"{tuple(target.shape)} in the model)"
+            )
+        value = model_state[key]
+        shape = getattr(value, "shape", None)
+        if shape is None or not hasattr(value, "dtype"):
+            raise CheckpointError(
+                f"{where} does not fit the model: {key!r} is a {type(value).__name__}, not a tensor"
+            )
+        if tuple(shape) != tuple(target.shape):
+            raise CheckpointError(
+                f"{where} does not fit the model: {key!r} has shape {tuple(shape)} in the "
+                f"checkpoint and {tuple(target.shape)} in the model"
+            )
+    for key in model_state:
+        if key not in expected:
+            raise CheckpointError(
+                f"{where} does not fit the model: it has a {key!r} the model does not have"
+            )

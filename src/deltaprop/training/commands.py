@@ -16,11 +16,12 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from deltaprop.errors import CommandError
+from deltaprop.errors import CommandError, DivergenceError, InputError
 
 __all__ = ["add_commands", "cmd_evaluate", "cmd_predict", "cmd_train", "settings_from_args"]
 
@@ -38,12 +39,18 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _hidden_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError:
+    """``"256,128"`` -> ``(256, 128)``; ``""`` -> ``()`` (no hidden layer: logistic regression).
+
+    Every part must be a positive int: ``10,,20`` and ``10,`` are refused, not read as 10,20.
+    """
+    parts = text.replace(" ", "").split(",")
+    if parts == [""]:
+        return ()
+    if not all(part.isdigit() for part in parts):
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated layer sizes such as 256,128, got {text!r}"
-        ) from None
+            f"expected comma-separated positive layer sizes such as 256,128, got {text!r}"
+        )
+    sizes = tuple(int(part) for part in parts)
     if any(s <= 0 for s in sizes):
         raise argparse.ArgumentTypeError(f"hidden layer sizes must be positive, got {text!r}")
     return sizes
@@ -59,11 +66,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    from deltaprop.training.settings import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
     return value
@@ -136,7 +157,7 @@ def _add_train(subparsers: Any) -> None:
     opt.add_argument("--scheduler", choices=SCHEDULERS, help="per-epoch lr schedule")
     opt.add_argument("--step-size", type=_positive_int, help="StepLR period in epochs")
     opt.add_argument("--gamma", type=_positive_float, help="StepLR / ExponentialLR factor")
-    opt.add_argument("--seed", type=int, help="seed of initialisation, shuffling and dropout")
+    opt.add_argument("--seed", type=_seed, help="seed of initialisation, shuffling and dropout")
     run = p.add_argument_group("run")
     run.add_argument(
         "--out", help="run directory (default: runs/DATASET-MODEL, numbered if it exists)"
@@ -188,7 +209,8 @@ def _default_out(settings: Any) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``deltaprop train``: returns 0, or 130 when stopped by Ctrl-C (checkpoint saved)."""
+    """``deltaprop train``: returns 0; 3 when the loss or a gradient became NaN/infinite (the
+    last good checkpoint kept); 130 when stopped by Ctrl-C (checkpoint saved)."""
     from deltaprop.training.trainer import TrainingInterrupted, train
 
     settings = settings_from_args(args)
@@ -206,7 +228,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as e:
         print(f"{e}\nresume with: deltaprop train --out {out} --resume", file=sys.stderr)
         return 130
-    except _user_errors() as e:
+    except DivergenceError as e:  # the settings were valid; training blew up (exit status 3)
+        print(f"deltaprop train: error: {_sentence(e)}", file=sys.stderr)
+        return 3
+    except InputError as e:
         raise CommandError(_sentence(e)) from None
     total = len(result.predictions) if result.predictions is not None else 0
     correct = round(result.test_acc * total)
@@ -242,7 +267,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     try:
         report = evaluate_run(args.run, args.checkpoint, args.split, args.data_dir)
-    except _user_errors() as e:
+    except InputError as e:
         raise CommandError(_sentence(e)) from None
     print(report["text"])
     return 0
@@ -253,13 +278,13 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a run's model on a split: the classification report plus ``loss`` and ``text``."""
     from deltaprop.datasets import load
+    from deltaprop.training.loop import evaluate_model
     from deltaprop.training.metrics import (
         classification_report,
         format_confusion_matrix,
         format_report,
     )
     from deltaprop.training.predict import PredictError, load_run
-    from deltaprop.training.loop import evaluate_model
 
     loaded = load_run(run, checkpoint)
     settings = loaded.config["settings"]
@@ -322,7 +347,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         loaded = load_run(args.run, args.checkpoint)
         results = predict_files(loaded, args.files, top=args.top)
-    except _user_errors() as e:
+    except InputError as e:
         raise CommandError(_sentence(e)) from None
     for r in results:
         ranked = ", ".join(
@@ -335,12 +360,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------
 # errors
 # ----------------------------------------------------------------------------------------------
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from deltaprop.errors import InputError
-
-    return (InputError,)
 
 
 def _sentence(error: BaseException) -> str:

@@ -7,15 +7,17 @@ the same things from the same ``config.json``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from deltaprop.errors import TrainingError
+from deltaprop.errors import InputError, TrainingError
 from deltaprop.training.settings import (
     COMMON_DEFAULTS,
     TrainSettings,
+    check_setting,
     data_kind,
     resolve_settings,
 )
@@ -24,7 +26,9 @@ __all__ = [
     "Normalizer",
     "build_optimizer",
     "build_scheduler",
+    "check_memory",
     "check_requested",
+    "estimate_memory",
     "model_layers",
     "prepare_settings",
 ]
@@ -166,16 +170,91 @@ def prepare_settings(settings: TrainSettings, splits: Any) -> TrainSettings:
         resolved.step_size = None
     if resolved.scheduler not in ("step", "exponential"):
         resolved.gamma = None
-    checks = [
-        (int(resolved.epochs) >= 1, "--epochs must be at least 1"),
-        (int(resolved.batch_size) >= 1, "--batch-size must be at least 1"),
-        (float(resolved.lr) > 0, "--lr must be positive"),
-        (float(resolved.momentum or 0) >= 0, "--momentum must not be negative"),
-        (float(resolved.weight_decay) >= 0, "--weight-decay must not be negative"),
-        (int(resolved.step_size or 1) >= 1, "--step-size must be at least 1"),
-        (float(resolved.gamma or 1) > 0, "--gamma must be positive"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise TrainingError(message)
+    for name, value in resolved.to_dict().items():
+        check_setting(name, value, "--" + name.replace("_", "-"))
     return resolved
+
+
+#: Arrays per parameter while training: the value, its gradient and the optimizer's state.
+_STATE_PER_PARAMETER = {"sgd": 3, "adam": 4, "adamw": 4, "rmsprop": 4, None: 1}
+
+
+def layer_parameters(layer: dict[str, Any]) -> int:
+    """Number of values (parameters and buffers) of one resolved layer (see models).
+
+    >>> layer_parameters({"type": "Linear", "in_features": 64, "out_features": 10})
+    650
+    """
+    kind = layer["type"]
+    bias = 0 if layer.get("bias", True) is False else 1
+    if kind == "Linear":
+        return int(layer["in_features"]) * int(layer["out_features"]) + bias * int(
+            layer["out_features"]
+        )
+    if kind == "Conv2d":
+        k = layer["kernel_size"]
+        kh, kw = (k, k) if isinstance(k, int) else k
+        out = int(layer["out_channels"])
+        return out * int(layer["in_channels"]) * int(kh) * int(kw) + bias * out
+    if kind in ("BatchNorm1d", "BatchNorm2d"):
+        return 4 * int(layer["num_features"]) + 1
+    if kind == "LayerNorm":
+        return 2 * math.prod(int(n) for n in layer["normalized_shape"])
+    return 0
+
+
+def estimate_memory(
+    layers: list[dict[str, Any]],
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    optimizer: str | None,
+) -> tuple[int, int]:
+    """``(bytes, parameters)``: about how much memory training (or, with ``optimizer=None``,
+    evaluating) the resolved ``layers`` on batches of ``batch_size`` needs.
+
+    Counts float32 parameters with their gradients and optimizer state, and per layer the
+    batch's output and its gradient (a convolution also its unfolded input). Exact integers,
+    so absurd sizes give absurd figures instead of overflowing.
+
+    >>> layers = [{"type": "Linear", "in_features": 1000, "out_features": 1000}]
+    >>> nbytes, n = estimate_memory(layers, (1000,), 32, "adam")
+    >>> n, nbytes // 2**20
+    (1001000, 15)
+    """
+    from deltaprop.models import resolve_layers
+
+    parameters = sum(layer_parameters(layer) for layer in layers)
+    total = 4 * parameters * _STATE_PER_PARAMETER.get(optimizer, 4)
+    shape = tuple(input_shape)
+    per_sample = math.prod(shape)
+    for i, layer in enumerate(layers):
+        _, out_shape = resolve_layers(layers[: i + 1], input_shape, None)
+        if layer["type"] == "Conv2d":
+            k = layer["kernel_size"]
+            kh, kw = (k, k) if isinstance(k, int) else k
+            per_sample += int(layer["in_channels"]) * kh * kw * math.prod(out_shape[1:])
+        per_sample += 2 * math.prod(out_shape)
+        shape = out_shape
+    return total + 4 * int(batch_size) * per_sample, parameters
+
+
+def check_memory(
+    layers: list[dict[str, Any]],
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    optimizer: str | None,
+    error: type[InputError] = TrainingError,
+) -> None:
+    """Refuse (``error``, one sentence with both figures) a model and batch that would need
+    more memory than the machine has available."""
+    from deltaprop.userfiles import available_memory, describe_bytes
+
+    need, parameters = estimate_memory(layers, input_shape, batch_size, optimizer)
+    available = available_memory()
+    if available is not None and need > available:
+        doing = f"train with batches of {batch_size}" if optimizer else "evaluate"
+        raise error(
+            f"the model ({parameters:,} parameters) needs about {describe_bytes(need)} of memory "
+            f"to {doing}, but this machine has {describe_bytes(available)} available; use "
+            "smaller layers (--hidden, or the model file) or a smaller --batch-size"
+        )

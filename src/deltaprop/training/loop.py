@@ -13,11 +13,28 @@ draws, so an interrupted-and-resumed run produces the same numbers as an uninter
 Interrupts: the first Ctrl-C (SIGINT) asks the loop to stop at the end of the current batch;
 the loop then saves a checkpoint (mid-epoch) and raises :class:`TrainingInterrupted`. A second
 Ctrl-C aborts at once. A killed process loses at most the epoch in progress: ``last`` is
-rewritten (atomically) after every epoch.
+rewritten after every epoch.
+
+Nothing is lost: a new ``last`` is written under a temporary name, read back and compared
+before it replaces the old one, which becomes ``previous``. Resuming from a ``last`` that was
+damaged on disk (every checkpoint carries a checksum of its data) falls back to ``previous``
+with a warning.
+
+Divergence: a loss or a gradient that becomes NaN or infinite stops the run before the
+optimizer applies it, with :class:`~deltaprop.errors.DivergenceError` naming the epoch and
+batch; the last good checkpoint stays as it was.
+
+Hooks for other ways of running the loop: ``is_writer=False`` (every process of a
+data-parallel run but one) trains without writing checkpoints, metrics or messages;
+``sampler`` replaces the shuffled order of the training set (e.g. by each process's share);
+``grad_hook(run)`` runs after each backward pass, before the gradients are checked and applied
+(e.g. to average them across processes); ``step_fn(x, y)``, when given, replaces the
+forward-loss-backward of a batch and returns ``(loss, logits)``.
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -29,16 +46,24 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.errors import TrainingInterrupted
-from deltaprop.training.checkpoint import save_checkpoint
+from deltaprop.errors import CheckpointError, DivergenceError, TrainingInterrupted
+from deltaprop.training.checkpoint import check_model_fits, load_checkpoint, write_verified
 from deltaprop.training.factories import build_optimizer, build_scheduler
 from deltaprop.training.metrics import write_metrics_csv
 from deltaprop.training.settings import TrainSettings
 
-__all__ = ["BEST_CHECKPOINT", "LAST_CHECKPOINT", "METRICS_FILE", "TrainingRun", "evaluate_model"]
+__all__ = [
+    "BEST_CHECKPOINT",
+    "LAST_CHECKPOINT",
+    "METRICS_FILE",
+    "PREVIOUS_CHECKPOINT",
+    "TrainingRun",
+    "evaluate_model",
+]
 
 METRICS_FILE = "metrics.csv"
 LAST_CHECKPOINT = "checkpoints/last.safetensors"
+PREVIOUS_CHECKPOINT = "checkpoints/previous.safetensors"
 BEST_CHECKPOINT = "checkpoints/best.safetensors"
 
 
@@ -97,6 +122,7 @@ class TrainingRun:
         echo: where the one-line epoch summaries go (``print`` by default).
         on_batch_end: called with the run after every optimizer step (tests use it to
             simulate an interrupt with :meth:`request_stop`).
+        is_writer, sampler, grad_hook, step_fn: see the module docstring.
     """
 
     def __init__(
@@ -112,6 +138,10 @@ class TrainingRun:
         progress: bool = True,
         echo: Callable[[str], None] = print,
         on_batch_end: Callable[[TrainingRun], None] | None = None,
+        is_writer: bool = True,
+        sampler: Any = None,
+        grad_hook: Callable[[TrainingRun], None] | None = None,
+        step_fn: Callable[[Any, Any], tuple[Any, Any]] | None = None,
     ) -> None:
         import deltaprop as dp
         from deltaprop.data import DataLoader, TensorDataset
@@ -122,6 +152,9 @@ class TrainingRun:
         self.progress = progress
         self.echo = echo
         self.on_batch_end = on_batch_end
+        self.is_writer = is_writer
+        self.grad_hook = grad_hook
+        self.step_fn = step_fn
         self.X_test, self.y_test = X_test, y_test
         dp.manual_seed(int(settings.seed))
         self.model = build_sequential(layers)
@@ -133,8 +166,9 @@ class TrainingRun:
         self.loader = DataLoader(
             TensorDataset(X_train, y_train),
             batch_size=int(settings.batch_size),
-            shuffle=True,
+            shuffle=sampler is None,
             generator=self.shuffle_generator,
+            sampler=sampler,
         )
         self.epoch = 0  # completed epochs
         self.history: list[dict[str, Any]] = []
@@ -160,14 +194,25 @@ class TrainingRun:
             "best_acc": self.best_acc,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
+    def load_state_dict(self, state: dict[str, Any], where: str = "the checkpoint") -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises:
+            CheckpointError: ``state`` does not belong to this run (a missing entry, a value of
+                the wrong type, a weight of another shape); ``where`` names the file.
+        """
         import deltaprop as dp
 
+        _check_training_state(state, self, where)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        try:  # the optimizer and scheduler check their own state dicts (ValueError, KeyError)
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(
+                f"{where} does not fit the run's optimizer or scheduler: {e}"
+            ) from None
         self.epoch = int(state["epoch"])
         self.partial = _EpochProgress(**state["partial"])
         dp.set_rng_state(state["rng"])
@@ -177,9 +222,39 @@ class TrainingRun:
         self.best_acc = float(state["best_acc"])
 
     def save(self, name: str = LAST_CHECKPOINT) -> Path:
+        """Write the state to ``out/name`` (``last``: verified, the old one kept as ``previous``).
+
+        Does nothing but return the path when this process is not the writer.
+        """
         path = self.out / name
-        save_checkpoint(path, self.state_dict())
+        if self.is_writer:
+            previous = self.out / PREVIOUS_CHECKPOINT if name == LAST_CHECKPOINT else None
+            write_verified(path, self.state_dict(), previous)
         return path
+
+    def resume(self, warn: Callable[[str], None]) -> Path | None:
+        """Load ``last`` (or, if it is damaged or does not fit, ``previous``); returns the file
+        used, or None when the run has no checkpoint yet.
+
+        Raises:
+            CheckpointError: every checkpoint there is unusable (the message gives each reason).
+        """
+        reasons = []
+        for name in (LAST_CHECKPOINT, PREVIOUS_CHECKPOINT):
+            path = self.out / name
+            if not path.is_file():
+                continue
+            try:
+                self.load_state_dict(load_checkpoint(path), f"checkpoint {str(path)!r}")
+            except CheckpointError as e:
+                reasons.append(str(e))
+                continue
+            if reasons:
+                warn(f"warning: {reasons[0]}; resuming from {path} instead")
+            return path
+        if reasons:
+            raise CheckpointError("; ".join(reasons) + " (no usable checkpoint left)")
+        return None
 
     def request_stop(self) -> None:
         """Ask the loop to stop after the current batch (and save a checkpoint)."""
@@ -232,15 +307,24 @@ class TrainingRun:
         batches = iter(self.loader)
         for _ in range(progress.batch):
             next(batches)
+        parameters = list(model.named_parameters())
         try:
             for x, y in batches:
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+                if self.step_fn is not None:
+                    loss, logits = self.step_fn(x, y)
+                else:
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y)
+                    optimizer.zero_grad()
+                    loss.backward()
+                value = float(loss.item())
+                if self.grad_hook is not None:
+                    self.grad_hook(self)
+                self._check_finite(value, parameters, progress.batch + 1, total_batches)
+                if self.step_fn is None:
+                    optimizer.step()
                 n = len(y.data)
-                progress.loss_sum += float(loss.item()) * n
+                progress.loss_sum += value * n
                 progress.correct += int((logits.data.argmax(axis=1) == y.data).sum())
                 progress.seen += n
                 progress.batch += 1
@@ -260,6 +344,40 @@ class TrainingRun:
             progress.seconds = time.perf_counter() - start
             if bar is not None:
                 bar.close()
+
+    def _check_finite(
+        self, loss: float, parameters: list[tuple[str, Any]], batch: int, total: int
+    ) -> None:
+        """DivergenceError when the loss or a gradient is NaN or infinite (before the step)."""
+        what = None
+        if not math.isfinite(loss):
+            what = f"the training loss became {loss}"
+        else:
+            for name, p in parameters:
+                g = p.grad
+                if g is not None and not math.isfinite(float(g.data.sum())):
+                    bad = g.data[~np.isfinite(g.data)]
+                    what = f"the gradient of {name} became {bad.flat[0] if bad.size else 'inf'}"
+                    break
+        if what is not None:
+            self._diverged(f"{what} at epoch {self.epoch + 1}, batch {batch} of {total}")
+
+    def _diverged(self, what: str) -> None:
+        last = self.out / LAST_CHECKPOINT
+        kept = (
+            f"the last good checkpoint is {last} (end of epoch {self.epoch})"
+            if self.epoch > 0 and last.is_file()
+            else "no checkpoint was written (it diverged in the first epoch)"
+        )
+        hints = [f"lower --lr (now {self.lr:g})"]
+        if not self.settings.normalize:
+            hints.append("drop --no-normalize")
+        if float(self.settings.weight_decay or 0) > 0:
+            hints.append(f"lower --weight-decay (now {float(self.settings.weight_decay):g})")
+        raise DivergenceError(
+            f"{what}; training stopped and {kept}; try again with a smaller step: "
+            + " or ".join(hints)
+        )
 
     def _progress_bar(self, progress: _EpochProgress) -> Any:
         if not self.progress:
@@ -284,6 +402,8 @@ class TrainingRun:
         start = time.perf_counter() - progress.seconds
         lr = self.lr
         test_loss, test_acc, _ = evaluate_model(self.model, self.X_test, self.y_test)
+        if not math.isfinite(test_loss) and len(self.y_test):
+            self._diverged(f"the test loss became {test_loss} at the end of epoch {self.epoch + 1}")
         if self.scheduler is not None:
             self.scheduler.step()
         seconds = time.perf_counter() - start
@@ -306,6 +426,8 @@ class TrainingRun:
         self.save(LAST_CHECKPOINT)
         if improved:
             self.save(BEST_CHECKPOINT)
+        if not self.is_writer:
+            return
         write_metrics_csv(self.out / METRICS_FILE, self.history)
         rate = progress.seen / progress.seconds if progress.seconds > 0 else float("nan")
         self.echo(
@@ -342,3 +464,47 @@ class _sigint_requests_stop:
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
+
+
+def _check_training_state(state: Any, run: TrainingRun, where: str) -> None:
+    """CheckpointError unless ``state`` has every entry of :meth:`TrainingRun.state_dict` with
+    the right types, a model of the run's shapes and generator states NumPy accepts."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where} is not a usable training checkpoint: {what}")
+
+    if not isinstance(state, dict):
+        raise bad(f"it holds a {type(state).__name__}, not a training state")
+    expected = ("model", "optimizer", "epoch", "partial", "rng", "shuffle_rng", "history")
+    missing = [k for k in (*expected, "best_acc") if k not in state]
+    if missing:
+        raise bad(f"it has no {missing[0]!r} entry")
+    check_model_fits(state["model"], run.model, where)
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad(f"'epoch' must be a non-negative int, got {epoch!r}")
+    partial = state["partial"]
+    fields = {"batch": int, "loss_sum": float, "correct": int, "seen": int, "seconds": float}
+    if not isinstance(partial, dict) or set(partial) != set(fields):
+        raise bad(f"'partial' must be a dict with {', '.join(fields)}, got {partial!r}")
+    for key, kind in fields.items():
+        value = partial[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind is int and not isinstance(value, int)) or not value >= 0:
+            raise bad(f"partial {key} must be a non-negative {kind.__name__}, got {value!r}")
+    if partial["batch"] > len(run.loader):
+        raise bad(f"it stopped at batch {partial['batch']}, but an epoch has {len(run.loader)}")
+    if not isinstance(state["history"], list) or not all(
+        isinstance(row, dict) for row in state["history"]
+    ):
+        raise bad("'history' must be a list of metric rows")
+    best = state["best_acc"]
+    if isinstance(best, bool) or not isinstance(best, (int, float)):
+        raise bad(f"'best_acc' must be a number, got {best!r}")
+    if not isinstance(state["optimizer"], dict):
+        raise bad("'optimizer' must be an optimizer state dict")
+    for key in ("rng", "shuffle_rng"):
+        try:  # NumPy checks a bit generator state when it is assigned
+            np.random.default_rng().bit_generator.state = state[key]
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise bad(f"{key!r} is not a random generator state") from None

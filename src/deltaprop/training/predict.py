@@ -25,7 +25,6 @@ test file, is dropped when it makes the row one too long).
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from deltaprop.errors import PredictError
-from deltaprop.training.checkpoint import load_checkpoint
+from deltaprop.training.checkpoint import check_model_fits, load_checkpoint
+from deltaprop.training.rundir import CONFIG_FILE, read_config
 
 __all__ = [
     "LoadedRun",
@@ -46,6 +46,9 @@ __all__ = [
     "predict_files",
     "read_csv_rows",
 ]
+
+#: The largest image ``predict`` decodes (a 28x28 model needs nothing near it).
+MAX_IMAGE_PIXELS = 50_000_000
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
 
@@ -83,22 +86,31 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "last") -> LoadedRun
         PredictError: no run there, or the checkpoint is missing.
     """
     from deltaprop.models import build_sequential
+    from deltaprop.training.factories import check_memory
 
     run_dir = Path(run)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
+    if not run_dir.exists():
+        raise PredictError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise PredictError(f"{run_dir} is a file, not a run directory (give --run DIR)")
+    if not (run_dir / CONFIG_FILE).exists():
         raise PredictError(f"{run_dir} is not a training run (no config.json in it)")
-    config = json.loads(config_path.read_text())
+    config = read_config(run_dir, PredictError)
     if checkpoint in ("last", "best"):
         path = run_dir / "checkpoints" / f"{checkpoint}.safetensors"
     else:
         path = Path(checkpoint)
+    if path.is_dir():
+        raise PredictError(f"checkpoint {path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise PredictError(
             f"checkpoint {path} does not exist (has the run finished its first epoch?)"
         )
     state = load_checkpoint(path)
+    input_shape = tuple(config["dataset"]["input_shape"])
+    check_memory(config["layers"], input_shape, 1000, None, PredictError)
     model = build_sequential(config["layers"])
+    check_model_fits(state.get("model"), model, f"checkpoint {str(path)!r} of run {run_dir}")
     model.load_state_dict(state["model"])
     model.eval()
     return LoadedRun(model, config, path)
@@ -135,13 +147,27 @@ def load_image(path: str | os.PathLike[str], input_shape: Sequence[int]) -> np.n
     channels, height, width = (int(s) for s in input_shape)
     if channels not in (1, 3):
         raise PredictError(f"{path}: models with {channels} input channels cannot read images")
+    if Path(path).is_dir():
+        raise PredictError(f"{path}: is a directory, not an image file")
     try:
         with Image.open(path) as image:
+            width_px, height_px = image.size  # read from the header: nothing decoded yet
+            if width_px * height_px > MAX_IMAGE_PIXELS:
+                raise PredictError(
+                    f"{path}: the image is {width_px}x{height_px} pixels; images up to "
+                    f"{MAX_IMAGE_PIXELS:,} pixels are accepted (scale it down first)"
+                )
             image = image.convert("L" if channels == 1 else "RGB")
             pixels = np.asarray(image, dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise PredictError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as e:
+    except PermissionError:
+        raise PredictError(f"{path}: cannot be read (permission denied)") from None
+    except Image.DecompressionBombError as e:
+        raise PredictError(f"{path}: refused as a decompression bomb ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        # Pillow reports damaged files as OSError, and some truncated headers as SyntaxError
+        # or ValueError
         raise PredictError(f"{path}: not an image Pillow can read ({e})") from None
     if pixels.ndim == 2:
         pixels = pixels[None]
@@ -209,6 +235,12 @@ def read_csv_rows(path: str | os.PathLike[str], num_features: int) -> np.ndarray
             lines = [r for r in csv.reader(f) if r and not r[0].lstrip().startswith("#")]
     except FileNotFoundError:
         raise PredictError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise PredictError(
+            f"{path}: not UTF-8 text (byte offset {e.start}); expected CSV"
+        ) from None
+    except OSError as e:
+        raise PredictError(f"{path}: cannot be read ({(e.strerror or str(e)).lower()})") from None
     for number, row in enumerate(lines, start=1):
         fields = [field.strip() for field in row]
         if number == 1 and not _is_number(fields[0]):

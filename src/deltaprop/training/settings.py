@@ -24,8 +24,11 @@ The kind of data is ``images`` (at least 16x16 pixels: MNIST, Fashion-MNIST), ``
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from deltaprop.errors import TrainingError
 
 __all__ = [
     "COMMON_DEFAULTS",
@@ -34,6 +37,7 @@ __all__ = [
     "OPTIMIZER_DEFAULTS",
     "SCHEDULERS",
     "TrainSettings",
+    "check_setting",
     "data_kind",
     "resolve_settings",
 ]
@@ -93,12 +97,21 @@ class TrainSettings:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
-        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
+    def from_dict(cls, data: dict[str, Any], where: str = "settings") -> TrainSettings:
+        """Inverse of :meth:`to_dict` (unknown keys are ignored), every value checked.
+
+        Raises:
+            TrainingError: a value of the wrong type or out of range, naming ``where`` (the
+                file it came from) and the setting.
+        """
+        if not isinstance(data, dict):
+            raise TrainingError(f"{where} must be a JSON object of settings, got {data!r}")
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
+        for name, value in values.items():
+            check_setting(name, value, where)
         if values.get("hidden") is not None:
-            values["hidden"] = tuple(int(h) for h in values["hidden"])
+            values["hidden"] = tuple(values["hidden"])
         return cls(**values)
 
 
@@ -148,6 +161,57 @@ DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 }  # fmt: skip
 
 _STEP_DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.95}
+
+#: The largest seed (NumPy's generators take any non-negative int; PyTorch's seeds are 64-bit).
+MAX_SEED = 2**64 - 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: setting -> (test of a value, what is allowed); None is always allowed (the default).
+_ALLOWED: dict[str, tuple[Any, str]] = {
+    "dataset": (lambda v: isinstance(v, str) and v.strip() != "", "a dataset name"),
+    "data_dir": (lambda v: isinstance(v, str), "a directory path"),
+    "model": (lambda v: isinstance(v, str) and v.strip() != "", "a preset name or a file"),
+    "hidden": (
+        lambda v: isinstance(v, (list, tuple)) and all(_is_int(h) and h > 0 for h in v),
+        "a list of positive ints",
+    ),
+    "activation": (lambda v: isinstance(v, str), "an activation name"),
+    "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+    "lr": (lambda v: _is_number(v) and v > 0, "a finite positive number"),
+    "momentum": (lambda v: _is_number(v) and v >= 0, "a finite non-negative number"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite non-negative number"),
+    "scheduler": (lambda v: v in SCHEDULERS, "one of " + ", ".join(SCHEDULERS)),
+    "step_size": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "gamma": (lambda v: _is_number(v) and v > 0, "a finite positive number"),
+    "seed": (lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an int in [0, {MAX_SEED}]"),
+    "normalize": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def check_setting(name: str, value: Any, where: str = "settings") -> None:
+    """TrainingError unless ``value`` is allowed for setting ``name`` (None always is).
+
+    >>> check_setting("lr", float("inf"), "--lr")
+    Traceback (most recent call last):
+    ...
+    deltaprop.errors.TrainingError: --lr: lr must be a finite positive number, got inf
+    """
+    if value is None or name not in _ALLOWED:
+        return
+    test, allowed = _ALLOWED[name]
+    if not test(value):
+        raise TrainingError(f"{where}: {name} must be {allowed}, got {value!r}")
 
 
 def data_kind(dataset_name: str, input_shape: tuple[int, ...]) -> str:

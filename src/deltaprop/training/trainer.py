@@ -34,18 +34,20 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.errors import TrainingError, TrainingInterrupted
-from deltaprop.training.checkpoint import load_checkpoint
+from deltaprop.errors import DatasetError, TrainingError, TrainingInterrupted
 from deltaprop.training.factories import (
     Normalizer,
     build_optimizer,
     build_scheduler,
+    check_memory,
     check_requested,
     model_layers,
     prepare_settings,
 )
-from deltaprop.training.loop import LAST_CHECKPOINT, TrainingRun, evaluate_model
-from deltaprop.training.settings import COMMON_DEFAULTS, TrainSettings
+from deltaprop.training.loop import TrainingRun, evaluate_model
+from deltaprop.training.rundir import CONFIG_FILE, read_config
+from deltaprop.training.settings import COMMON_DEFAULTS, TrainSettings, check_setting
+from deltaprop.userfiles import check_output_dir
 
 __all__ = [
     "RunResult",
@@ -58,8 +60,6 @@ __all__ = [
     "evaluate_model",
     "train",
 ]
-
-CONFIG_FILE = "config.json"
 
 
 @dataclass
@@ -118,14 +118,17 @@ def train(
 
     Raises:
         TrainingError, ModelError, DatasetError, CheckpointError: user errors, one sentence.
+        DivergenceError: the loss or a gradient became NaN or infinite (a TrainingError).
         TrainingInterrupted: stopped by Ctrl-C after saving a checkpoint.
     """
     out = Path(out)
     config_path = out / CONFIG_FILE
     if resume:
-        if not config_path.is_file():
+        if out.exists() and not out.is_dir():
+            raise TrainingError(f"cannot resume: --out {str(out)!r} is a file, not a run directory")
+        if not config_path.exists():
             raise TrainingError(f"cannot resume: {out} holds no run ({CONFIG_FILE} is missing)")
-        saved = json.loads(config_path.read_text())
+        saved = read_config(out, TrainingError)
         settings = _merge_resume(TrainSettings.from_dict(saved["settings"]), settings)
     else:
         if config_path.exists():
@@ -133,12 +136,21 @@ def train(
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
         check_requested(settings)
+        for name, value in settings.to_dict().items():
+            check_setting(name, value, "--" + name.replace("_", "-"))
 
     if settings.dataset is None:
         settings = dataclasses.replace(settings, dataset=COMMON_DEFAULTS["dataset"])
     splits = load_dataset(settings)
+    if len(splits.y_train) == 0 or len(splits.y_test) == 0:
+        raise DatasetError(
+            f"dataset {settings.dataset} has {len(splits.y_train)} training and "
+            f"{len(splits.y_test)} test samples; each split needs at least one"
+        )
     settings = prepare_settings(settings, splits)
     model_name, layers = model_layers(settings, tuple(splits.input_shape), splits.num_classes)
+    batch = min(int(settings.batch_size), max(len(splits.y_train), 1))
+    check_memory(layers, tuple(splits.input_shape), batch, settings.optimizer)
     normalizer = Normalizer.fit(splits.X_train) if settings.normalize else Normalizer.identity()
     X_train, X_test = normalizer(splits.X_train), normalizer(splits.X_test)
     config = {
@@ -160,7 +172,7 @@ def train(
     if resume:  # keep the command that started the run; list the resumptions after it
         config["command"] = saved.get("command", config["command"])
         config["resumed_with"] = [*saved.get("resumed_with", []), list(sys.argv)]
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, "--out", TrainingError)
     run = TrainingRun(
         settings,
         layers,
@@ -173,14 +185,10 @@ def train(
         echo=echo,
         on_batch_end=on_batch_end,
     )
-    if resume and (out / LAST_CHECKPOINT).is_file():
-        run.load_state_dict(load_checkpoint(out / LAST_CHECKPOINT))
+    if resume and run.resume(warn=echo) is not None:
         if run.scheduler is not None and settings.scheduler == "cosine":
             run.scheduler.T_max = int(settings.epochs)
-        where = f"epoch {run.epoch + 1}" + (
-            f", batch {run.partial.batch}" if run.partial.batch else ""
-        )
-        echo(f"resuming {out} at {where} of {settings.epochs}")
+        echo(f"resuming run {out}: {_position(run)}")
     elif resume:
         echo(f"{out} has no checkpoint yet (stopped during epoch 1): starting it again")
     _write_json(config_path, config)
@@ -205,6 +213,17 @@ def train(
     if plots:
         result.plots = _safe_plots(run, splits, config, predictions)
     return result
+
+
+def _position(run: TrainingRun) -> str:
+    """Where a resumed run continues, e.g. ``epoch 2 of 5, after batch 231 of 469``."""
+    epochs = int(run.settings.epochs)
+    if run.epoch >= epochs:
+        return f"all {epochs} epochs are done"
+    where = f"epoch {run.epoch + 1} of {epochs}"
+    if run.partial.batch:
+        where += f", after batch {run.partial.batch} of {len(run.loader)}"
+    return where
 
 
 def _safe_plots(run: TrainingRun, splits: Any, config: dict, predictions: Any) -> list[Path]:
