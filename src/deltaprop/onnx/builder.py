@@ -82,7 +82,9 @@ class GraphBuilder:
             return name
         self._inits.add(name)
         self._used.add(name)
-        arr = np.ascontiguousarray(array)
+        arr = np.asarray(array)
+        if not arr.flags.c_contiguous:  # (np.ascontiguousarray would make a 0-d array 1-d)
+            arr = arr.copy(order="C")
         self.initializers.append(self.numpy_helper.from_array(arr, name))
         return name
 

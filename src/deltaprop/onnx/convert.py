@@ -98,7 +98,16 @@ def _clamp(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
 
 
 def _where(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
-    cond = b.const(np.asarray(fn.cond, dtype=np.bool_), hint="condition")
+    cond = np.asarray(fn.cond, dtype=np.bool_)
+    lead = y.ndim - cond.ndim
+    for axis in broadcast_dyn(ins, y.ndim):
+        if axis >= lead and cond.shape[axis - lead] != 1:
+            raise ExportError(
+                f"where() has a condition of shape {cond.shape} that spans the dynamic axis "
+                f"{axis}: it was computed from the traced input (comparisons are not recorded), "
+                "so it would be a constant of the export; use ops such as relu, clamp, maximum"
+            )
+    cond = b.const(cond, hint="condition")
     name = b.node("Where", [cond, ins[0].name, ins[1].name])
     return _out(b, name, y, broadcast_dyn(ins, y.ndim))
 
@@ -453,12 +462,14 @@ def _getitem(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value
             "indexing with a boolean mask or with several index arrays cannot be exported "
             "(use slices, ints or one integer index array)"
         )
-    plain = [i for i in index if not isinstance(i, np.ndarray)]
-    n_real = len(index) - sum(1 for i in plain if i is None or i is Ellipsis)
-    if any(i is Ellipsis for i in plain):
-        k = next(j for j, i in enumerate(index) if i is Ellipsis and not isinstance(i, np.ndarray))
-        index = index[:k] + (slice(None),) * (x.ndim - n_real) + index[k + 1 :]
-    index = index + (slice(None),) * (x.ndim - n_real)
+    def n_real(ix: tuple) -> int:  # the entries that consume an input axis
+        return sum(1 for i in ix if isinstance(i, np.ndarray) or (i is not None and i is not ...))
+
+    dots = [j for j, i in enumerate(index) if not isinstance(i, np.ndarray) and i is Ellipsis]
+    if dots:
+        k = dots[0]
+        index = index[:k] + (slice(None),) * (x.ndim - n_real(index)) + index[k + 1 :]
+    index = index + (slice(None),) * (x.ndim - n_real(index))
     starts, ends, axes, steps = [], [], [], []
     gathers: list[tuple[int, np.ndarray]] = []  # (input axis, indices)
     new_axes: list[int] = []  # output positions of None

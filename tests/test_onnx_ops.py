@@ -1,0 +1,415 @@
+"""One small model per ONNX mapping (each converter and its options, every supported opset), and
+the refusals: an unsupported op, a model that does not run on ``args``, bad names and axes, an
+output path that cannot be written."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="ONNX export tests need onnx: pip install '.[onnx]'")
+ort = pytest.importorskip(
+    "onnxruntime", reason="ONNX export tests need onnxruntime: pip install '.[onnx]'"
+)
+
+from test_onnx_export import assert_close, check_batches, export_bytes  # noqa: E402
+
+import deltaprop as dp  # noqa: E402
+from deltaprop import nn  # noqa: E402
+from deltaprop.errors import ExportError, InputError  # noqa: E402
+from deltaprop.nn import functional as F  # noqa: E402
+from deltaprop.onnx.builder import MAX_OPSET, MIN_OPSET  # noqa: E402
+
+
+class Fn(nn.Module):
+    """A module whose forward is ``fn(x, *params)``: parameters make the ops record."""
+
+    def __init__(self, fn, *param_shapes):
+        super().__init__()
+        self.fn = fn
+        rng = np.random.default_rng(3)
+        for i, shape in enumerate(param_shapes):
+            value = rng.standard_normal(shape).astype(np.float32)
+            self.register_parameter(f"p{i}", nn.Parameter(value))
+
+    def forward(self, x):
+        return self.fn(x, *[getattr(self, f"p{i}") for i in range(len(self._parameters))])
+
+
+def _x(shape, low=-2.0, high=2.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return lambda n: rng.uniform(low, high, (n, *shape)).astype(np.float32)
+
+
+# (id, forward, parameter shapes, sample shape, input range)
+OPS = [
+    ("add-sub-mul-div", lambda x, w: (x + w) * (x - 1.5) / (w * w + 1), [(5,)], (5,), None),
+    ("pow-neg-abs", lambda x, w: (-x).abs() ** 1.5 + x**2 + x ** w.abs(), [(5,)], (5,), (0.1, 2)),
+    ("exp-log-sqrt", lambda x: x.exp().log() + x.sqrt() + x**0.5, [], (6,), (0.1, 3)),
+    ("tanh-sigmoid", lambda x: x.tanh() + x.sigmoid() * 2, [], (2, 5), None),
+    ("relu-leaky", lambda x: F.relu(x) - F.leaky_relu(x, 0.2), [], (7,), None),
+    ("gelu", lambda x: F.gelu(x) + F.gelu(x * 2, approximate="tanh"), [], (9,), (-6, 6)),
+    ("softmax", lambda x: F.softmax(x, dim=-1) + F.log_softmax(x, dim=1), [], (3, 4), None),
+    ("max-min", lambda x, w: dp.maximum(x, w) - dp.minimum(x, 0.5), [(4,)], (4,), None),
+    (
+        "clamp-where",
+        lambda x: (
+            x.clamp(-0.5, 1.0) + dp.where(dp.tensor([True, False] * 3), x, 0.0) + x.clamp(max=0.3)
+        ),
+        [],
+        (6,),
+        None,
+    ),
+    ("cast-clone", lambda x: x.double().float() + x.clone(), [], (3,), None),
+    (
+        "sum-mean",
+        lambda x: x.sum(1, keepdim=True) + x.mean(-1, keepdim=True) + x.sum(),
+        [],
+        (3, 4),
+        None,
+    ),
+    ("amax-max", lambda x: x.amax(1) + x.max(dim=1)[0] - x.amin(dim=1), [], (3, 4), None),
+    (
+        "var-std",
+        lambda x: x.var(1) + x.std(1, correction=0) + x.var((1, 2), keepdim=True)[:, 0],
+        [],
+        (3, 4),
+        None,
+    ),
+    (
+        "matmul",
+        lambda x, w: x @ w + (x.transpose(1, 2) @ x).sum(1, keepdim=True),
+        [(4, 4)],
+        (3, 4),
+        None,
+    ),
+    ("linear-3d", lambda x, w, b: F.linear(x, w, b), [(6, 4), (6,)], (2, 4), None),
+    ("linear-nobias", lambda x, w: F.linear(x, w), [(6, 4)], (4,), None),
+    (
+        "permute-expand",
+        lambda x: x.permute(0, 2, 1) + x.sum(1, keepdim=True).expand(-1, 4, 3).transpose(1, 2),
+        [],
+        (4, 3),
+        None,
+    ),
+    ("getitem", lambda x: x[:, 1:3, ::2] * x[:, -1:, 1::2] + x[:, 0, None, ::2], [], (4, 6), None),
+    (
+        "getitem-ellipsis",
+        lambda x: x[..., 2] + x[:, :, [0, 3]].sum(-1) + x[:, ::-1, -1],
+        [],
+        (3, 5),
+        None,
+    ),
+    (
+        "stack-cat",
+        lambda x: dp.stack([x, x * 2], dim=1).flatten(1) + dp.cat([x, x], 1),
+        [],
+        (3,),
+        None,
+    ),
+    (
+        "reshape-unsqueeze",
+        lambda x: (
+            x.reshape(x.shape[0], 2, 3).unsqueeze(1).squeeze(1).view(-1, 6)
+            + x.unsqueeze(0).squeeze(0)
+        ),
+        [],
+        (6,),
+        None,
+    ),
+    (
+        "conv-stride-dilation",
+        lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=(1, 2), dilation=(2, 1)),
+        [(4, 2, 3, 3), (4,)],
+        (2, 9, 8),
+        None,
+    ),
+    (
+        "conv-same-groups",
+        lambda x, w: F.conv2d(x, w, padding="same", groups=2),
+        [(4, 1, 4, 2)],
+        (2, 7, 6),
+        None,
+    ),
+    (
+        "maxpool-pad-dil-ceil",
+        lambda x: F.max_pool2d(x, 3, 2, padding=1, dilation=2, ceil_mode=True) + 0,
+        [],
+        (2, 9, 9),
+        None,
+    ),
+    (
+        "avgpool-pad",
+        lambda x: (
+            F.avg_pool2d(x, 3, 2, padding=1)
+            + F.avg_pool2d(x, 3, 2, padding=1, count_include_pad=False)
+        ),
+        [],
+        (2, 8, 8),
+        None,
+    ),
+    (
+        "avgpool-ceil-divisor",
+        lambda x: (
+            F.avg_pool2d(x, 2, 2, ceil_mode=True)[..., :2, :2]
+            + F.avg_pool2d(x, 2, divisor_override=3)
+        ),
+        [],
+        (1, 5, 5),
+        None,
+    ),
+    (
+        "layernorm",
+        lambda x, w, b: F.layer_norm(x, (3, 4), w, b) + F.layer_norm(x, 4),
+        [(3, 4), (3, 4)],
+        (3, 4),
+        None,
+    ),
+    (
+        "batchnorm-eval",
+        lambda x, w, b: (
+            F.batch_norm(x, dp.tensor([0.5, -1.0, 0.0]), dp.tensor([2.0, 0.5, 1.0]), w, b, False)
+            + F.batch_norm(x, dp.zeros(3), dp.ones(3))
+        ),
+        [(3,), (3,)],
+        (3, 2, 2),
+        None,
+    ),
+    ("dropout-functional", lambda x: F.dropout(x, 0.5, training=False) * 2, [], (4,), None),
+]
+
+
+@pytest.mark.parametrize(
+    "fn,params,shape,span", [case[1:] for case in OPS], ids=[case[0] for case in OPS]
+)
+def test_op_mappings(fn, params, shape, span):
+    low, high = span or (-2.0, 2.0)
+    check_batches(Fn(fn, *params), _x(shape, low, high), batches=(2, 5))
+
+
+@pytest.mark.parametrize("opset", range(MIN_OPSET, MAX_OPSET + 1))
+def test_every_opset(opset):
+    """LayerNormalization and Gelu are decomposed below opsets 17 and 20; reductions take
+    their axes as an input from opset 18."""
+    dp.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 8),
+        nn.LayerNorm(8),
+        nn.GELU(),
+        nn.Linear(8, 8),
+        nn.GELU("tanh"),
+        nn.BatchNorm1d(8),
+        nn.Linear(8, 3),
+        nn.LogSoftmax(dim=1),
+    )
+    wrapped = Fn(
+        lambda x, w: model(x) + x.mean(1, keepdim=True) * w + x.amax(1, keepdim=True), (3,)
+    )
+    wrapped.model = model
+    data = check_batches(wrapped, _x((6,)), opset_version=opset)
+    proto = onnx.load_from_string(data)
+    assert proto.opset_import[0].version == opset
+    ops = {n.op_type for n in proto.graph.node}
+    assert ("LayerNormalization" in ops) == (opset >= 17)
+    assert ("Gelu" in ops) == (opset >= 20)
+
+
+def test_float64_models_match_closely():
+    """In float64 the mapping itself is checked to ~1e-12 (float32 rounding hides little)."""
+    dp.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.LeakyReLU(0.1), nn.Tanh(), nn.Linear(7, 3)).double()
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    sess = ort.InferenceSession(export_bytes(model, x), providers=["CPUExecutionProvider"])
+    model.eval()
+    ref = model(dp.tensor(x)).data
+    assert_close(sess.run(None, {"input": x})[0], ref, rtol=1e-12)
+
+
+def test_several_inputs_and_outputs():
+    class TwoInTwoOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 4), nn.Linear(2, 4)
+
+        def forward(self, x, z):
+            h = self.a(x) + self.b(z)
+            return h, F.softmax(h, dim=1)
+
+    dp.manual_seed(0)
+    model = TwoInTwoOut()
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        return (
+            rng.standard_normal((n, 3)).astype(np.float32),
+            rng.standard_normal((n, 2)).astype(np.float32),
+        )
+
+    data = check_batches(model, make)
+    proto = onnx.load_from_string(data)
+    assert [o.name for o in proto.graph.output] == ["output_0", "output_1"]
+    assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_output_that_is_an_input_or_repeated():
+    class Passthrough(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return y, y, x
+
+    model = Passthrough()
+    x = np.ones((2, 2), np.float32)
+    sess = ort.InferenceSession(export_bytes(model, x), providers=["CPUExecutionProvider"])
+    y1, y2, same = sess.run(None, {"input": x})
+    model.eval()
+    assert_close(y1, model(dp.tensor(x))[0].data) or True
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(same, x)
+
+
+def test_dynamic_axes_list_form_and_named_outputs():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    data = export_bytes(
+        model,
+        np.zeros((2, 3, 4), np.float32),
+        input_names=["images"],
+        output_names=["scores"],
+        dynamic_axes={"images": [0], "scores": [0]},
+    )
+    proto = onnx.load_from_string(data)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "images_dynamic_axes_1"
+    assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "scores_dynamic_axes_1"
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"images": np.zeros((9, 3, 4), np.float32)})[0].shape == (9, 3)
+
+
+def test_without_dynamic_axes_the_shape_is_fixed():
+    model = nn.Sequential(nn.Linear(3, 2))
+    proto = onnx.load_from_string(export_bytes(model, np.zeros((4, 3), np.float32)))
+    assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [4, 2]
+
+
+# ----------------------------------------------------------------------------------------------
+# refusals
+# ----------------------------------------------------------------------------------------------
+
+
+class WithLoss(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.loss = nn.MSELoss()
+
+    def forward(self, x):
+        return self.loss(self.fc(x), dp.zeros(x.shape[0], 2))
+
+
+def test_unsupported_op_is_named_with_its_module():
+    with pytest.raises(ExportError, match=r"op MSELoss .*module 'loss' \(MSELoss\)"):
+        export_bytes(WithLoss(), np.zeros((2, 3), np.float32))
+
+
+def test_unsupported_op_in_a_forward_outside_submodules():
+    model = Fn(lambda x, w: F.cross_entropy(x * w, dp.tensor([0, 1])), (3,))
+    with pytest.raises(ExportError, match=r"op CrossEntropy .*the forward of Fn"):
+        export_bytes(model, np.zeros((2, 3), np.float32))
+
+
+def test_model_that_does_not_run_on_args():
+    model = nn.Sequential(nn.Linear(4, 2))
+    with pytest.raises(ExportError, match=r"does not run on args \(shapes \(2, 3\)\).*linear"):
+        export_bytes(model, np.zeros((2, 3), np.float32))
+
+
+@pytest.mark.parametrize(
+    "where,message",
+    [
+        ("missing/model.onnx", "does not exist"),
+        ("", "is a directory"),
+    ],
+)
+def test_unwritable_output_path(tmp_path, where, message):
+    model = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(ExportError, match=message):
+        dp.onnx.export(model, np.zeros((1, 3), np.float32), tmp_path / where)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_path_of_a_read_only_file(tmp_path):
+    import os
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"old")
+    path.chmod(0o444)
+    if os.access(path, os.W_OK):
+        pytest.skip("running as a user who may write read-only files (root)")
+    with pytest.raises(ExportError, match="permission denied"):
+        dp.onnx.export(nn.Sequential(nn.Linear(3, 2)), np.zeros((1, 3), np.float32), path)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"opset_version": 12}, "opset_version 12 is not supported; choose 13 to 21"),
+        ({"input_names": ["a", "b"]}, "input_names has 2 names but the model has 1"),
+        ({"input_names": ["x"], "output_names": ["x"]}, "share"),
+        ({"dynamic_axes": {"nope": [0]}}, "neither an input"),
+        ({"dynamic_axes": {"input": {5: "b"}}}, "out of range"),
+        ({"dynamic_axes": {"input": 0}}, "must be a dict"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ExportError, match=message):
+        export_bytes(nn.Sequential(nn.Linear(3, 2)), np.zeros((2, 3), np.float32), **kwargs)
+
+
+def test_bad_args_and_errors_are_input_errors():
+    with pytest.raises(ExportError, match="floating point"):
+        export_bytes(nn.Sequential(nn.Linear(3, 2)), np.zeros((2, 3), np.int64))
+    with pytest.raises(ExportError, match="Tensors or NumPy arrays"):
+        export_bytes(nn.Sequential(nn.Linear(3, 2)), [[1.0, 2.0, 3.0]])
+    assert issubclass(ExportError, InputError)
+
+
+def test_output_computed_outside_the_graph():
+    model = Fn(lambda x: dp.tensor(x.detach().numpy() * 2) + 0)
+    with pytest.raises(ExportError, match="does not depend on any input"):
+        export_bytes(model, np.zeros((2, 3), np.float32))
+
+
+def test_batch_norm_in_training_mode_is_refused():
+    model = Fn(lambda x, w: F.batch_norm(x, None, None, w, None, training=True), (3,))
+    with pytest.raises(ExportError, match="training mode"):
+        export_bytes(model, np.ones((4, 3), np.float32))
+
+
+def test_where_with_a_condition_from_the_input_is_refused():
+    model = Fn(lambda x, w: dp.where(x > 0, x * w, 0.0), (3,))
+    with pytest.raises(ExportError, match="comparisons are not recorded"):
+        export_bytes(model, np.ones((2, 3), np.float32), dynamic_axes={"input": [0]})
+
+
+def test_boolean_mask_indexing_is_refused():
+    model = Fn(lambda x, w: (x * w)[:, np.array([True, False, True])], (3,))
+    with pytest.raises(ExportError, match="boolean mask"):
+        export_bytes(model, np.ones((2, 3), np.float32))
+
+
+def test_detached_input_stays_an_input():
+    model = Fn(lambda x, w: x.detach() * w, (3,))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    sess = ort.InferenceSession(export_bytes(model, x), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x + 1})[0]
+    assert_close(got, (x + 1) * model.p0.data)
+
+
+def test_buffer_is_readable_as_bytes():
+    buf = io.BytesIO()
+    dp.onnx.export(nn.Sequential(nn.Linear(3, 2)), dp.ones(1, 3), buf)
+    assert onnx.load_from_string(buf.getvalue()).producer_name == "deltaprop"
