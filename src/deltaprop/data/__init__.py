@@ -13,6 +13,7 @@ Names follow ``torch.utils.data``:
 """
 
 from deltaprop.data.dataset import Dataset, Subset, TensorDataset, random_split
+from deltaprop.data.distributed import DistributedSampler
 from deltaprop.data.loader import DataLoader, batch_to_tensor, default_collate
 from deltaprop.data.transforms import Compose, Flatten, Normalize, ToFloat
 
@@ -21,6 +22,7 @@ __all__ = [
     "TensorDataset",
     "Subset",
     "random_split",
+    "DistributedSampler",
     "DataLoader",
     "default_collate",
     "batch_to_tensor",

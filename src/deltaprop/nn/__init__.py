@@ -11,7 +11,7 @@ Names, constructor signatures, parameter names, default initialisation, ``state_
 """
 
 from deltaprop.errors import ShapeError
-from deltaprop.nn import functional, init, utils
+from deltaprop.nn import functional, init, parallel, utils
 from deltaprop.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from deltaprop.nn.container import ModuleDict, ModuleList, Sequential
 from deltaprop.nn.conv import Conv2d
@@ -29,6 +29,7 @@ from deltaprop.nn.module import (
 from deltaprop.nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from deltaprop.nn.pool import AvgPool2d, MaxPool2d
 from deltaprop.nn.shape import Flatten
+from deltaprop.nn.sync_batchnorm import SyncBatchNorm
 
 __all__ = [
     "functional", "init", "utils", "Module", "Parameter", "Buffer", "StateDictError",
@@ -37,4 +38,5 @@ __all__ = [
     "LayerNorm", "BatchNorm1d", "BatchNorm2d", "Dropout", "ReLU", "LeakyReLU", "GELU", "Sigmoid",
     "Tanh", "Softmax", "LogSoftmax", "MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss",
     "BCEWithLogitsLoss",
+    "SyncBatchNorm", "parallel",
 ]  # fmt: skip
