@@ -5,6 +5,7 @@ output path that cannot be written."""
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -341,9 +342,20 @@ def test_unwritable_output_path(tmp_path, where, message):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_output_path_of_a_read_only_file(tmp_path):
-    import os
+def test_output_path_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ExportError, match="is a file, not a directory"):
+        dp.onnx.export(nn.Sequential(nn.Linear(3, 2)), dp.ones(1, 3), tmp_path / "file" / "m.onnx")
 
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_output_path_where_writing_fails():
+    """/proc takes no new files, even for root: the write itself fails, with the path named."""
+    with pytest.raises(ExportError, match="cannot write the ONNX file '/proc/deltaprop.onnx'"):
+        dp.onnx.export(nn.Sequential(nn.Linear(3, 2)), dp.ones(1, 3), "/proc/deltaprop.onnx")
+
+
+def test_output_path_of_a_read_only_file(tmp_path):
     path = tmp_path / "model.onnx"
     path.write_bytes(b"old")
     path.chmod(0o444)

@@ -462,6 +462,7 @@ def _getitem(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value
             "indexing with a boolean mask or with several index arrays cannot be exported "
             "(use slices, ints or one integer index array)"
         )
+
     def n_real(ix: tuple) -> int:  # the entries that consume an input axis
         return sum(1 for i in ix if isinstance(i, np.ndarray) or (i is not None and i is not ...))
 

@@ -174,6 +174,10 @@ def _check_destination(f: Any) -> str | None:
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ExportError(f"cannot write the ONNX file {path!r}: it is a directory")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ExportError(
+            f"cannot write the ONNX file {path!r}: {directory!r} is a file, not a directory"
+        )
     if not os.path.isdir(directory):
         raise ExportError(f"cannot write the ONNX file {path!r}: directory {directory!r} does "
                           "not exist")  # fmt: skip
