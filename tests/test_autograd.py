@@ -288,3 +288,73 @@ def test_gradcheck_handles_non_contiguous_inputs():
         x = dp.tensor(arr, dtype=dp.float64, requires_grad=True)
         x.data = arr  # keep the strided layout
         assert dp.gradcheck(lambda t: t.tanh() * t, (x,))
+
+
+# ----------------------------------------------------------------------------------------------
+# anomaly detection
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's divide-by-zero warnings
+def test_detect_anomaly_names_the_first_op_with_a_non_finite_gradient():
+    from deltaprop.errors import AnomalyError
+
+    x = dp.tensor([[0.0, 1.0, 2.0]], requires_grad=True)
+    w = dp.ones(3, 2, requires_grad=True)
+    # log(0) = -inf; exp(-inf) = 0 passes a finite gradient (0) back, log's backward 0/0 = NaN
+    loss = (x.log().exp() @ w).sum()
+    with dp.autograd.detect_anomaly():
+        assert dp.autograd.is_anomaly_enabled()
+        with pytest.raises(AnomalyError) as info:
+            loss.backward()
+    assert not dp.autograd.is_anomaly_enabled()
+    msg = str(info.value)
+    assert "backward of Log (forward inputs of shape (1, 3))" in msg
+    assert "a NaN gradient for input 0 (shape (1, 3))" in msg
+    assert "upstream gradient was finite" in msg
+    assert isinstance(info.value, RuntimeError)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_detect_anomaly_shapes_of_a_binary_op_and_the_inactive_default():
+    from deltaprop.errors import AnomalyError
+
+    def run():
+        a = dp.tensor([[1.0], [0.0]], requires_grad=True)
+        b = dp.tensor([[0.0, 2.0, 3.0]], requires_grad=True)
+        (b / a).sum().backward()  # d/db = 1/a = inf where a = 0
+        return a
+
+    a = run()  # off by default: the NaN reaches .grad silently, as in PyTorch
+    assert not np.isfinite(a.grad.data).all()
+
+    @dp.autograd.detect_anomaly()
+    def checked():
+        return run()
+
+    want = (
+        r"backward of Div \(forward inputs of shape \(1, 3\), \(2, 1\)\) returned an infinite "
+        r"gradient for input 0 \(shape \(1, 3\)\)"
+    )
+    with pytest.raises(AnomalyError, match=want):
+        checked()
+    with dp.autograd.detect_anomaly(check_nan=False):
+        run()  # check_nan=False: detection on, NaN checks off
+    with dp.autograd.set_detect_anomaly(True):
+        assert dp.autograd.is_anomaly_check_nan_enabled()
+        with pytest.raises(AnomalyError):
+            run()
+    assert not dp.autograd.is_anomaly_enabled()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_detect_anomaly_checks_recorded_backward_and_passes_finite_graphs():
+    from deltaprop.errors import AnomalyError
+
+    x = dp.tensor([0.0, 4.0], dtype=dp.float64, requires_grad=True)
+    with dp.autograd.detect_anomaly():
+        y = dp.tensor([1.0, 4.0], dtype=dp.float64, requires_grad=True)
+        (g,) = dp.autograd.grad((y.sqrt() * y).sum(), y, create_graph=True)
+        np.testing.assert_allclose(g.data, 1.5 * np.sqrt([1.0, 4.0]))
+        with pytest.raises(AnomalyError, match="backward of Sqrt"):
+            dp.autograd.grad(x.sqrt().sum(), x, create_graph=True)

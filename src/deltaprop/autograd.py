@@ -21,9 +21,14 @@ from typing import Any
 import numpy as np
 
 from deltaprop import tensor as _t
+from deltaprop.errors import AnomalyError
 from deltaprop.tensor import Tensor, enable_grad, no_grad
 
-__all__ = ["grad", "gradcheck", "GradcheckError", "no_grad", "enable_grad", "run_backward"]
+__all__ = [
+    "grad", "gradcheck", "GradcheckError", "no_grad", "enable_grad", "run_backward",
+    "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
+    "AnomalyError",
+]  # fmt: skip
 
 _FREED = (
     "Trying to backward through the graph a second time (or directly access saved tensors after "
@@ -134,6 +139,7 @@ def run_backward(
 
     # 2. Kahn's walk
     done: list[_t.Function] = []
+    special = create_graph or _anomaly_enabled
     prev_mode, prev_enabled = _t._create_graph, _t._grad_enabled
     _t._create_graph, _t._grad_enabled = create_graph, create_graph
     try:
@@ -151,8 +157,8 @@ def run_backward(
                     out = fn._out()
                     if out is not None and out._retains_grad:
                         out.grad = _accumulate(out.grad, g, out, create_graph)
-                if create_graph and fn.twin is not None:
-                    in_grads = _twin_backward(fn, g)
+                if special:  # create_graph, or anomaly detection: one test on the hot path
+                    in_grads = _special_backward(fn, g, create_graph)
                 else:
                     in_grads = fn.backward(g)
             for t, gi in zip(fn_inputs, in_grads):
@@ -255,6 +261,116 @@ def _accumulate(old: Tensor | None, g: Any, like: Tensor, create_graph: bool) ->
     if create_graph or isinstance(g, Tensor):
         return old + new
     return _t._make(old.data + new.data)
+
+
+def _special_backward(fn: _t.Function, g: Any, create_graph: bool) -> Any:
+    """One Function's backward when the walk is recorded (``create_graph``: a fused op
+    differentiates its twin) or checked (anomaly detection)."""
+    if create_graph and fn.twin is not None:
+        in_grads = _twin_backward(fn, g)
+    else:
+        in_grads = fn.backward(g)
+    if _anomaly_enabled and _anomaly_check_nan:
+        _check_finite(fn, g, in_grads)
+    return in_grads
+
+
+def _check_finite(fn: _t.Function, g: Any, in_grads: Any) -> None:
+    """Raise :class:`AnomalyError` if ``fn``'s backward produced a NaN or infinite gradient."""
+    for i, gi in enumerate(in_grads):
+        if gi is None:
+            continue
+        arr = gi.data if isinstance(gi, Tensor) else np.asarray(gi)
+        if arr.dtype.kind not in "fc" or np.isfinite(arr).all():
+            continue
+        shapes = ", ".join(str(t.shape) for t in fn.inputs)
+        kind = "a NaN" if np.isnan(arr).any() else "an infinite"
+        upstream = g.data if isinstance(g, Tensor) else np.asarray(g)
+        cause = (
+            "its upstream gradient was already non-finite (the gradient passed to backward)"
+            if not np.isfinite(upstream).all()
+            else "its upstream gradient was finite"
+        )
+        raise AnomalyError(
+            f"detect_anomaly: the backward of {fn.name} (forward inputs of shape {shapes}) "
+            f"returned {kind} gradient for input {i} (shape {arr.shape}); {cause}. Look for "
+            f"a log, division, sqrt or pow of 0 or of a huge value in the forward of this op"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# anomaly detection
+# ----------------------------------------------------------------------------------------------
+
+_anomaly_enabled: bool = False  # read once per backward walk
+_anomaly_check_nan: bool = True
+
+
+class set_detect_anomaly:
+    """Turn anomaly detection on or off (also as a context manager), as PyTorch's.
+
+    While on, every backward checks each op's gradients and raises :class:`AnomalyError` at the
+    first op whose backward returns a NaN or infinite value, naming it and its forward input
+    shapes. Off (the default) it costs nothing.
+    """
+
+    def __init__(self, mode: bool, check_nan: bool = True) -> None:
+        global _anomaly_enabled, _anomaly_check_nan
+        self._prev = (_anomaly_enabled, _anomaly_check_nan)
+        _anomaly_enabled, _anomaly_check_nan = bool(mode), bool(check_nan)
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        global _anomaly_enabled, _anomaly_check_nan
+        _anomaly_enabled, _anomaly_check_nan = self._prev
+
+
+class detect_anomaly:
+    """Context manager (and decorator) that checks every backward for NaN/inf, as PyTorch's.
+
+    Inside it, the first op whose backward produces a NaN or infinite gradient raises
+    :class:`~deltaprop.errors.AnomalyError` naming the op and the shapes of its forward inputs.
+
+    >>> import deltaprop as dp
+    >>> x = dp.tensor([0.0, 1.0], requires_grad=True)
+    >>> with dp.autograd.detect_anomaly():  # doctest: +ELLIPSIS
+    ...     x.sqrt().sum().backward()
+    Traceback (most recent call last):
+    deltaprop.errors.AnomalyError: detect_anomaly: the backward of Sqrt (forward inputs ...
+    """
+
+    def __init__(self, check_nan: bool = True) -> None:
+        self.check_nan = check_nan
+
+    def __enter__(self) -> None:
+        global _anomaly_enabled, _anomaly_check_nan
+        self._prev = (_anomaly_enabled, _anomaly_check_nan)
+        _anomaly_enabled, _anomaly_check_nan = True, bool(self.check_nan)
+
+    def __exit__(self, *exc: object) -> None:
+        global _anomaly_enabled, _anomaly_check_nan
+        _anomaly_enabled, _anomaly_check_nan = self._prev
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:  # use as a decorator
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with detect_anomaly(self.check_nan):
+                return func(*args, **kwargs)
+
+        wrapper.__name__ = getattr(func, "__name__", "wrapper")
+        wrapper.__doc__ = getattr(func, "__doc__", None)
+        return wrapper
+
+
+def is_anomaly_enabled() -> bool:
+    """Whether anomaly detection is on."""
+    return _anomaly_enabled
+
+
+def is_anomaly_check_nan_enabled() -> bool:
+    """Whether anomaly detection checks gradients for NaN/inf."""
+    return _anomaly_enabled and _anomaly_check_nan
 
 
 def _twin_backward(fn: _t.Function, gy: Tensor) -> list:

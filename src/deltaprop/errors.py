@@ -33,6 +33,11 @@ class DimError(IndexError, ValueError):
     """A ``dim`` argument out of range: an IndexError as in PyTorch, and a ValueError."""
 
 
+class AnomalyError(RuntimeError):
+    """Under ``autograd.detect_anomaly()``, an op's backward produced a NaN or infinite gradient;
+    the message names the op and the shapes of its forward inputs."""
+
+
 class InputError(ValueError):
     """A user-facing input (argument, setting, file) cannot be used; the message is one sentence
     naming it, what is wrong and what is allowed."""
