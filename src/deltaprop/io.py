@@ -261,15 +261,18 @@ def _read_safetensors(data: bytes, where: str) -> tuple[dict[str, str], dict[str
         )
     n = int.from_bytes(data[:8], "little")
     if n > len(data) - 8:
-        hint = (
-            " (it looks like a zip/pickle file, e.g. torch.save output)"
-            if data[:2] == b"PK"
-            else ""
-        )
+        if data[:2] == b"PK" or data[:1] == b"\x80":  # zip (torch.save) or plain pickle
+            raise CheckpointError(
+                f"load: {where} is not a valid safetensors checkpoint but a zip/pickle file "
+                "(PyTorch's torch.save output, .pt/.bin), which deltaprop does not read because "
+                "unpickling can run code: convert it once in "
+                "PyTorch with safetensors.torch.save_file({k: v.contiguous() for k, v in "
+                "torch.load(path).items()}, 'model.safetensors') and load that file"
+            )
         raise CheckpointError(
             f"load: {where} is not a valid safetensors checkpoint: the header claims {n} bytes but "
             f"the file has only {len(data) - 8} after the length field (truncated or not a "
-            f"safetensors file){hint}"
+            "safetensors file)"
         )
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
