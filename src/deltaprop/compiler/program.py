@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from deltaprop import autograd as _autograd
+from deltaprop.compiler.kernels import call_kernel, select_kernels
 from deltaprop.compiler.record import CallRecord, Record
 from deltaprop.tensor import Function, Tensor, _make
 
@@ -32,6 +33,8 @@ class Mismatch(Exception):
 def flatten_args(args: tuple, kwargs: dict) -> tuple[list[Tensor], tuple]:
     """The step's tensor arguments (positional, then keyword by name) and a guard key that
     also pins every other argument (value for plain Python scalars, identity otherwise)."""
+    if not kwargs and all(type(a) is Tensor for a in args):  # the common case
+        return list(args), tuple([(a.data.shape, a.data.dtype, a.requires_grad) for a in args])
     tensors, key = [], []
     items = list(enumerate(args)) + sorted(kwargs.items())
     for name, v in items:
@@ -194,11 +197,24 @@ def _forward_step(fn: Function, ins: tuple[Tensor, ...], out: Tensor) -> Callabl
 
 
 def store_leaf_grads(leaves: list[Tensor], grads: list[Any]) -> None:
-    """Add each gradient into its leaf's ``.grad``, with the engine's own rule."""
+    """Add each gradient into its leaf's ``.grad`` with the engine's rule
+    (``autograd._store_leaf_grad``); its most common case -- a fresh array of the leaf's shape
+    and dtype for a leaf without a gradient: stored as is -- is tested here first."""
     stored: set[int] = set()
     store = _autograd._store_leaf_grad
     for leaf, g in zip(leaves, grads):
-        store(leaf, g, False, stored)
+        if (
+            leaf.grad is None
+            and type(g) is np.ndarray
+            and g.base is None
+            and id(g) not in stored
+            and g.shape == leaf.data.shape
+            and g.dtype == leaf.data.dtype
+        ):
+            stored.add(id(g))
+            leaf.grad = _make(g)
+        elif g is not None:
+            store(leaf, g, False, stored)
 
 
 class Program:
@@ -206,6 +222,7 @@ class Program:
 
     def __init__(self, rec: Record, wiring: Wiring, args: list[Tensor], result: Any) -> None:
         self.args = [_make(a.data, a.requires_grad) for a in args]  # private placeholders
+        self.current: list[Tensor] = []  # the arguments of the call being replayed
         outs = [_make(o.out.data, o.out.requires_grad, o.out._ctx) for o in rec.ops]
         self.outs = outs
         self._live: list[Tensor] = []  # external tensors the step reads (state or constants)
@@ -216,22 +233,27 @@ class Program:
             o.fn.inputs = tuple(self._resolve(s) for s in srcs)
             if o.out._ctx is o.fn:
                 o.fn._y = outs[j].data
+        self.result = _result_template(result, wiring)
+        plans = [_walk_plan(rec, wiring, sources, i) for i in range(len(rec.backwards))]
+        pinned = _pinned(self.result, plans)
+        self.kernels = select_kernels(rec, sources, outs, plans, pinned)
+        self.buffered = {j for j, k in enumerate(self.kernels) if k is not None}
         steps: list[Callable[[], None]] = []
         for kind, i in rec.events:
             if kind == "op":
-                o = rec.ops[i]
-                steps.append(_forward_step(o.fn, o.fn.inputs, outs[i]))
+                o, k = rec.ops[i], self.kernels[i]
+                fwd = k.forward if k is not None else _forward_step(o.fn, o.fn.inputs, outs[i])
+                steps.append(fwd)
             elif kind == "backward":
-                steps.append(self._backward_step(rec, wiring, sources, i))
+                steps.append(self._backward_step(rec, plans[i], i))
             else:
-                steps.append(_call_step(rec.calls[i]))
+                steps.append(call_kernel(rec.calls[i]))
         self.steps = steps
-        self.result = _result_template(result, wiring)
         # guards: the modules' modes, and the leaves' requires_grad
         self.modules = list(rec.modules.values())
-        self.modes = tuple(m.training for m in self.modules)
+        self.modes = [m.training for m in self.modules]
         self.ext = [t for t in self._live if t.requires_grad]
-        self.ext_shapes = tuple((t.requires_grad, t.data.shape) for t in self.ext)
+        self.ext_flags = [True] * len(self.ext)
         self.optimizers = _optimizers(rec.calls)
         self.param_ids = _param_ids(self.optimizers)
 
@@ -250,51 +272,30 @@ class Program:
             self._live.append(t)
         return t
 
-    def _backward_step(self, rec: Record, w: Wiring, sources: list, i: int) -> Callable[[], None]:
+    def _backward_step(self, rec: Record, wp: WalkPlan, i: int) -> Callable[[], None]:
         brec = rec.backwards[i]
-        root_j = w.out_index.get(id(brec.root))
-        if root_j is None or rec.ops[root_j].out._ctx is None:
-            raise Mismatch("backward() from a tensor that no recorded op produced")
-        root = self.outs[root_j]
-        gsrc = w.source(brec.gradient) if isinstance(brec.gradient, Tensor) else None
-        given = brec.gradient
-        leaf_slot: dict[int, int] = {}  # id(leaf tensor, as recorded) -> slot
-        leaf_src: list[tuple] = []
-        plan = []
+        root = self.outs[wp.root]
+        gsrc, given = wp.gradient_source, brec.gradient
+        if gsrc is not None and gsrc[0] != "arg":
+            given = self._resolve(gsrc)
         n = len(rec.ops)
-        for fn, grads in brec.walk:
-            j = w.fn_index[id(fn)]
-            targets = []
-            for t, src, gi in zip(rec.ops[j].inputs, sources[j], grads):
-                if gi is None:
-                    targets.append(None)
-                elif t._ctx is not None:
-                    targets.append(w.out_index[id(t)])
-                elif t.requires_grad:
-                    if id(t) not in leaf_slot:
-                        leaf_slot[id(t)] = len(leaf_src)
-                        leaf_src.append(src)
-                    targets.append(n + leaf_slot[id(t)])
-                else:
-                    targets.append(None)
-            plan.append((fn, j, tuple(targets)))
-        n_slots = n + len(leaf_src)
-        args = self.args
-        outs = self.outs
-        live_leaves = [s[1] if s[0] == "ext" else None for s in leaf_src]
-        arg_leaves = [(i, s[1]) for i, s in enumerate(leaf_src) if s[0] == "arg"]
+        n_slots = n + len(wp.leaves)
+        kernels = self.kernels
+        plan = [
+            (kernels[j].backward if kernels[j] is not None else rec.ops[j].fn.backward, j, tg)
+            for j, tg in wp.steps
+        ]
+        live_leaves = [s[1] if s[0] == "ext" else None for s in wp.leaves]
+        arg_leaves = [(i, s[1]) for i, s in enumerate(wp.leaves) if s[0] == "arg"]
         root_grad = _autograd._root_grad
+        root_j = wp.root
 
-        def run(current_args: list[Tensor]) -> None:
-            if gsrc is None:
-                g0 = root_grad(root, given, False)
-            else:
-                g0 = root_grad(root, self._resolve(gsrc) if gsrc[0] != "arg" else
-                               current_args[gsrc[1]], False)  # fmt: skip
+        def run() -> None:
+            g = given if gsrc is None or gsrc[0] != "arg" else self.current[gsrc[1]]
             G: list[Any] = [None] * n_slots
-            G[root_j] = g0
-            for fn, j, targets in plan:
-                gs = fn.backward(G[j])
+            G[root_j] = root_grad(root, g, False)
+            for backward, j, targets in plan:
+                gs = backward(G[j])
                 G[j] = None
                 for gi, tg in zip(gs, targets):
                     if tg is not None and gi is not None:
@@ -304,38 +305,92 @@ class Program:
             if arg_leaves:
                 leaves = list(live_leaves)
                 for s, k in arg_leaves:
-                    leaves[s] = current_args[k]
+                    leaves[s] = self.current[k]
             store_leaf_grads(leaves, G[n:])
 
-        run.needs_args = True  # type: ignore[attr-defined]
-        del args, outs
         return run
 
     # -- guards and replay ---------------------------------------------------------------------
     def matches(self) -> bool:
-        """Whether the modules' modes, the leaves and the optimizers' parameters are unchanged."""
-        modules = self.modules
-        for m, mode in zip(modules, self.modes):
-            if m.training is not mode:
-                return False
-        if tuple((t.requires_grad, t.data.shape) for t in self.ext) != self.ext_shapes:
-            return False
-        return _param_ids(self.optimizers) == self.param_ids
+        """Whether the modules' modes, the leaves' requires_grad and the optimizers' parameter
+        groups are as recorded."""
+        return (
+            [m.training for m in self.modules] == self.modes
+            and [t.requires_grad for t in self.ext] == self.ext_flags
+            and _param_ids(self.optimizers) == self.param_ids
+        )
 
     def run(self, args: list[Tensor]) -> Any:
+        self.current = args
         for p, a in zip(self.args, args):
             p.data = a.data
         for step in self.steps:
-            if getattr(step, "needs_args", False):
-                step(args)
+            step()
+        self.current = []
+        return _build_result(self.result, self.outs, args, self.buffered)
+
+
+class WalkPlan:
+    """One backward walk as a fixed schedule: ``steps`` = (op index, target slot per input);
+    slots ``0..n-1`` are the ops' output gradients, ``n + i`` the i-th leaf's."""
+
+    def __init__(self, root: int, gradient_source: tuple | None) -> None:
+        self.root = root
+        self.gradient_source = gradient_source
+        self.steps: list[tuple[int, tuple]] = []
+        self.leaves: list[tuple] = []  # the leaves' sources, in the engine's storing order
+
+
+def _walk_plan(rec: Record, w: Wiring, sources: list, i: int) -> WalkPlan:
+    brec = rec.backwards[i]
+    root_j = w.out_index.get(id(brec.root))
+    if root_j is None or rec.ops[root_j].out._ctx is None:
+        raise Mismatch("backward() from a tensor that no recorded op produced")
+    gsrc = w.source(brec.gradient) if isinstance(brec.gradient, Tensor) else None
+    wp = WalkPlan(root_j, gsrc)
+    leaf_slot: dict[int, int] = {}  # id(leaf tensor, as recorded) -> its slot
+    n = len(rec.ops)
+    for fn, grads in brec.walk:
+        j = w.fn_index[id(fn)]
+        targets: list[int | None] = []
+        for t, src, gi in zip(rec.ops[j].inputs, sources[j], grads):
+            if gi is None:
+                targets.append(None)
+            elif t._ctx is not None:
+                targets.append(w.out_index[id(t)])
+            elif t.requires_grad:
+                if id(t) not in leaf_slot:
+                    leaf_slot[id(t)] = len(wp.leaves)
+                    wp.leaves.append(src)
+                targets.append(n + leaf_slot[id(t)])
             else:
-                step()
-        return _build_result(self.result, self.outs, args)
+                targets.append(None)
+        wp.steps.append((j, tuple(targets)))
+    return wp
 
 
-def _call_step(c: CallRecord) -> Callable[[], None]:
-    method, args, kwargs = c.method, c.args, c.kwargs
-    return lambda: method(*args, **kwargs)
+def _pinned(tpl: tuple, plans: list[WalkPlan]) -> set[int]:
+    """Ops whose output must keep its own array: returned, or a backward root / gradient."""
+    out: set[int] = set()
+
+    def visit(t: tuple) -> None:
+        kind, v = t
+        if kind == "tensor":
+            if v[0] == "op":
+                out.add(v[1])
+        elif kind == "dict":
+            for x in v.values():
+                visit(x)
+        elif kind in ("tuple", "list"):
+            for x in v:
+                visit(x)
+
+    visit(tpl)
+    for wp in plans:
+        out.add(wp.root)
+        if wp.gradient_source is not None and wp.gradient_source[0] == "op":
+            out.add(wp.gradient_source[1])
+    return out
 
 
 def _optimizers(calls: list[CallRecord]) -> list[Any]:
@@ -349,8 +404,9 @@ def _optimizers(calls: list[CallRecord]) -> list[Any]:
     return out
 
 
-def _param_ids(optimizers: list[Any]) -> tuple:
-    return tuple(tuple(id(p) for g in o.param_groups for p in g["params"]) for o in optimizers)
+def _param_ids(optimizers: list[Any]) -> list:
+    """What the guard checks of each optimizer's parameters: its groups' lists and sizes."""
+    return [(id(g["params"]), len(g["params"])) for o in optimizers for g in o.param_groups]
 
 
 def _result_template(value: Any, w: Wiring) -> Any:
@@ -366,17 +422,17 @@ def _result_template(value: Any, w: Wiring) -> Any:
     raise Mismatch(f"the step returns a {type(value).__name__}; expected tensors")
 
 
-def _build_result(tpl: tuple, outs: list[Tensor], args: list[Tensor]) -> Any:
+def _build_result(tpl: tuple, outs: list[Tensor], args: list[Tensor], buffered: set) -> Any:
     kind, v = tpl
     if kind == "tensor":
         where, i = v
         if where == "op":
-            t = outs[i]
-            return _make(t.data, t.requires_grad)
+            t = outs[i]  # a kernel's buffer is overwritten by the next replay: copy it
+            return _make(t.data.copy() if i in buffered else t.data, t.requires_grad)
         return args[i] if where == "arg" else i
     if kind == "value":
         return v
     if kind == "dict":
-        return {k: _build_result(x, outs, args) for k, x in v.items()}
-    items = [_build_result(x, outs, args) for x in v]
+        return {k: _build_result(x, outs, args, buffered) for k, x in v.items()}
+    items = [_build_result(x, outs, args, buffered) for x in v]
     return tuple(items) if kind == "tuple" else items

@@ -17,12 +17,17 @@ from deltaprop.tensor import Function, Tensor
 
 
 class DropoutFunction(Function):
-    """y = x * mask.  gx = gy * mask  (``mask`` holds 0 or 1/(1-p), in the input's dtype)."""
+    """y = x * mask.  gx = gy * mask  (``mask`` holds 0 or 1/(1-p), in the input's dtype).
 
-    def __init__(self, mask: np.ndarray) -> None:
-        self.mask = mask
+    The mask is drawn in ``forward`` (from the global generator), so every run of the op --
+    eager, or replayed by ``deltaprop.compile`` -- draws anew.
+    """
+
+    def __init__(self, p: float) -> None:
+        self.p = p
 
     def forward(self, x):
+        self.mask = dropout_mask(x.shape, self.p, x.dtype)
         return x * self.mask
 
     def backward(self, gy):
@@ -55,7 +60,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = Fa
     if not training or p == 0.0:
         return x
     check_float("dropout", "input", x)
-    return DropoutFunction(dropout_mask(x.shape, p, x.dtype)).apply(x)
+    return DropoutFunction(p).apply(x)
 
 
 __all__ = ["dropout", "dropout_mask", "DropoutFunction"]

@@ -515,11 +515,16 @@ class CrossEntropyFunction(Function):
     dl_i/dx_i = (1-eps) w_y (p_i - onehot(y_i)) + (eps/C) (sum(w) p_i - w),  p = softmax(x_i).
     """
 
-    def __init__(self, tg: IndexTargets, reduction: str, label_smoothing: float) -> None:
-        self.tg, self.reduction, self.eps = tg, reduction, label_smoothing
+    def __init__(self, op: str, weight: np.ndarray | None, ignore_index: int, reduction: str,
+                 label_smoothing: float) -> None:  # fmt: skip
+        self.op, self.weight, self.ignore_index = op, weight, ignore_index
+        self.reduction, self.eps = reduction, label_smoothing
 
-    def forward(self, x):
-        tg, eps = self.tg, self.eps
+    def forward(self, x, t):
+        # the targets are an input (validated here, at every call): nothing per call is kept
+        # from construction, so a replay by deltaprop.compile reads the new targets
+        self.tg = tg = IndexTargets(self.op, _make(x), _make(t), self.weight, self.ignore_index)
+        eps = self.eps
         x2 = _rows(x)
         m = x2.max(axis=1, keepdims=True) if x2.size else np.zeros((len(x2), 1), x.dtype)
         p = x2 - m
@@ -565,9 +570,9 @@ class CrossEntropyFunction(Function):
             if tg.weight is not None:
                 cw = cw * tg.weight
             g -= cw
-        return (_from_rows(g, self.inputs[0].shape),)
+        return (_from_rows(g, self.inputs[0].shape), None)
 
-    def twin(self, x: Tensor) -> Tensor:
+    def twin(self, x: Tensor, t: Tensor) -> Tensor:
         tg, eps = self.tg, self.eps
         logp = _rows_t(log_softmax(x, 1 if x.ndim >= 2 else 0))
         l = -logp[tg.rows, tg.y]
@@ -686,8 +691,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
         if t.dtype != x.dtype:
             t = t.to(x.dtype)
         return CrossEntropyProbFunction(w, reduction, eps).apply(x, t)
-    tg = IndexTargets(op, x, t, w, int(ignore_index))
-    return CrossEntropyFunction(tg, reduction, eps).apply(x)
+    return CrossEntropyFunction(op, w, int(ignore_index), reduction, eps).apply(x, t)
 
 
 class NLLLossFunction(Function):

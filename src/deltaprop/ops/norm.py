@@ -177,16 +177,20 @@ class BatchNormFunction(Function):
     eval:      y = x s + (beta - mu_run s),  s = gamma / sqrt(var_run + eps);  gx = gy s
     both:      ggamma = sum gy * xhat,  gbeta = sum gy  (over N and *).
     Inputs: ``x`` then ``weight`` (if ``has_weight``) then ``bias`` (if ``has_bias``). The running
-    statistics are constants (arrays given to the constructor); the batch mean and biased
-    variance are kept on ``self.batch_mean`` / ``self.batch_var`` for the running-stat update.
+    statistics (tensors, or None) are read by ``forward``: in training mode it updates them in
+    place, ``running = (1 - momentum) running + momentum batch_stat`` (unbiased variance), and
+    keeps the batch mean and biased variance on ``self.batch_mean`` / ``self.batch_var``; in
+    evaluation mode it normalises with a copy of them (``self.running_mean`` /
+    ``self.running_var``, arrays). All of an op's work is in ``forward``, so a replay by
+    ``deltaprop.compile`` repeats the update too.
     """
 
     def __init__(self, training: bool, eps: float, has_weight: bool, has_bias: bool,
-                 running_mean: np.ndarray | None = None,
-                 running_var: np.ndarray | None = None) -> None:  # fmt: skip
-        self.training, self.eps = training, eps
+                 running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                 momentum: float = 0.1) -> None:  # fmt: skip
+        self.training, self.eps, self.momentum = training, eps, momentum
         self.has_weight, self.has_bias = has_weight, has_bias
-        self.running_mean, self.running_var = running_mean, running_var
+        self.running = (running_mean, running_var)
 
     def _affine(self, params: tuple) -> tuple[Any, Any]:
         w = params[0] if self.has_weight else None
@@ -210,8 +214,20 @@ class BatchNormFunction(Function):
             y = xhat * w[:, None] if w is not None else xhat.copy()
             if b is not None:
                 y += b[:, None]
+            running_mean, running_var = self.running
+            m = self.momentum
+            if running_mean is not None:
+                rm = running_mean.data
+                rm *= 1.0 - m
+                rm += m * mean
+            if running_var is not None:
+                rv = running_var.data
+                rv *= 1.0 - m
+                rv += (m * n / (n - 1)) * var
             return y.reshape(x.shape)
         # eval: one affine map per channel
+        self.running_mean = self.running[0].data.copy()
+        self.running_var = self.running[1].data.copy()
         rstd = 1.0 / np.sqrt(self.running_var.astype(x.dtype, copy=False) + self.eps)
         scale = rstd * w if w is not None else rstd
         shift = -self.running_mean.astype(x.dtype, copy=False) * scale
@@ -337,25 +353,16 @@ def batch_norm(
                 "batch_norm: expected more than 1 value per channel when training, got input of "
                 f"shape {x.shape}"
             )
-        fn = BatchNormFunction(True, float(eps), weight is not None, bias is not None)
-        y = fn.apply(x, *params)
-        m = float(momentum)
-        if running_mean is not None:
-            rm = running_mean.data
-            rm *= 1.0 - m
-            rm += m * fn.batch_mean
-        if running_var is not None:
-            rv = running_var.data
-            rv *= 1.0 - m
-            rv += (m * n / (n - 1)) * fn.batch_var
-        return y
+        fn = BatchNormFunction(True, float(eps), weight is not None, bias is not None,
+                               running_mean, running_var, float(momentum))  # fmt: skip
+        return fn.apply(x, *params)
     if running_mean is None or running_var is None:
         raise InvalidArgumentError(
             "batch_norm: running_mean and running_var must be given in evaluation mode "
             "(training=False)"
         )
     fn = BatchNormFunction(False, float(eps), weight is not None, bias is not None,
-                   running_mean.data.copy(), running_var.data.copy())  # fmt: skip
+                           running_mean, running_var)  # fmt: skip
     return fn.apply(x, *params)
 
 
