@@ -247,9 +247,19 @@ def load(path: Any) -> Any:
     return _load(path)
 
 
+def compile(fn: Any = None, *, fullgraph: bool = False, disable: bool = False,
+            cache_size_limit: int = 8) -> Any:  # fmt: skip
+    """Record a training step once and replay its NumPy work, as ``torch.compile`` is used:
+    ``dp.compile(step)`` or ``@dp.compile``. See :mod:`deltaprop.compiler`."""
+    from deltaprop.compiler import compile as _compile
+
+    return _compile(fn, fullgraph=fullgraph, disable=disable, cache_size_limit=cache_size_limit)
+
+
 # Sub-packages with heavier or optional parts are imported on first use, so that
 # `import deltaprop` stays fast: dp.nn, dp.optim, dp.data, dp.datasets, dp.explain, dp.viz.
-_LAZY = {"nn", "optim", "data", "datasets", "explain", "viz", "io", "cli", "models", "onnx"}
+_LAZY = {"nn", "optim", "data", "datasets", "explain", "viz", "io", "cli", "models", "onnx",
+         "compiler"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -259,6 +269,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "compile",
     "Tensor", "Function", "tensor", "from_numpy", "as_tensor", "zeros", "ones", "empty", "full",
     "zeros_like", "ones_like", "full_like", "arange", "linspace", "eye", "rand", "randn", "randint",
     "randperm", "manual_seed", "get_rng_state", "set_rng_state", "no_grad", "enable_grad",
