@@ -16,6 +16,7 @@ normalisation are stored in the file's metadata (``metadata_props``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -58,6 +59,8 @@ def add_commands(subparsers: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``deltaprop export``: writes the file and prints its input and output."""
+    if importlib.util.find_spec("onnx") is None:
+        raise CommandError("deltaprop export needs the onnx package: pip install 'deltaprop[onnx]'")
     out = Path(args.out) if args.out else Path(args.run) / "model.onnx"
     try:
         info = export_run(args.run, out, args.checkpoint, args.opset, args.normalize)
