@@ -86,20 +86,19 @@ def _plain(v: Any) -> bool:
     return isinstance(v, tuple) and all(_plain(x) for x in v)
 
 
+def _same_value(x: Any, y: Any) -> bool:
+    if _plain(x) and _plain(y):
+        return bool(x == y)
+    if isinstance(x, tuple) and isinstance(y, tuple) and len(x) == len(y):
+        return all(_same_value(a, b) for a, b in zip(x, y))
+    return x is y
+
+
 def _same_init(a: dict, b: dict) -> bool:
     """Whether two ops were constructed alike: equal plain settings (stride, p, eps, ...) and
     the very same objects for anything else (an array or object given to the constructor is
     read again at every replay, so it must be long-lived state, not a value of one call)."""
-    if a.keys() != b.keys():
-        return False
-    for k, x in a.items():
-        y = b[k]
-        if _plain(x) and _plain(y):
-            if x != y:
-                return False
-        elif x is not y:
-            return False
-    return True
+    return a.keys() == b.keys() and all(_same_value(x, b[k]) for k, x in a.items())
 
 
 def _same_source(a: tuple, b: tuple, where: str) -> None:

@@ -151,11 +151,9 @@ class _BatchNorm(Module):
         params, buffers = self._parameters, self._buffers
         running_mean, running_var = buffers["running_mean"], buffers["running_var"]
         count = buffers["num_batches_tracked"]
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and count is not None:
-            count.data += 1
-            if self.momentum is None:  # cumulative moving average
-                factor = 1.0 / float(count.data)
+        tracked = self.training and self.track_running_stats and count is not None
+        # the op increments the counter (and, with momentum None, uses 1 / count)
+        factor = self.momentum if tracked or self.momentum is not None else 0.0
         bn_training = self.training or (running_mean is None and running_var is None)
         use_running = not self.training or self.track_running_stats
         try:
@@ -168,6 +166,7 @@ class _BatchNorm(Module):
                 bn_training,
                 factor,
                 self.eps,
+                num_batches_tracked=count if tracked else None,
             )
         except (ValueError, TypeError) as e:
             raise named_error(self, e) from None

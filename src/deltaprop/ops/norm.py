@@ -187,10 +187,12 @@ class BatchNormFunction(Function):
 
     def __init__(self, training: bool, eps: float, has_weight: bool, has_bias: bool,
                  running_mean: Tensor | None = None, running_var: Tensor | None = None,
-                 momentum: float = 0.1) -> None:  # fmt: skip
+                 momentum: float | None = 0.1,
+                 num_batches_tracked: Tensor | None = None) -> None:  # fmt: skip
         self.training, self.eps, self.momentum = training, eps, momentum
         self.has_weight, self.has_bias = has_weight, has_bias
         self.running = (running_mean, running_var)
+        self.count = num_batches_tracked
 
     def _affine(self, params: tuple) -> tuple[Any, Any]:
         w = params[0] if self.has_weight else None
@@ -216,6 +218,10 @@ class BatchNormFunction(Function):
                 y += b[:, None]
             running_mean, running_var = self.running
             m = self.momentum
+            if self.count is not None:
+                self.count.data += 1
+                if m is None:  # cumulative moving average
+                    m = 1.0 / float(self.count.data)
             if running_mean is not None:
                 rm = running_mean.data
                 rm *= 1.0 - m
@@ -312,8 +318,10 @@ def batch_norm(
     weight: Tensor | None = None,
     bias: Tensor | None = None,
     training: bool = False,
-    momentum: float = 0.1,
+    momentum: float | None = 0.1,
     eps: float = 1e-5,
+    *,
+    num_batches_tracked: Tensor | None = None,
 ) -> Tensor:
     """Batch normalization of ``x (N, C)``, ``(N, C, L)`` or ``(N, C, H, W)`` per channel.
 
@@ -321,7 +329,9 @@ def batch_norm(
     spatial dims), and updates the running statistics in place (their ``.data`` arrays):
     ``running = (1 - momentum) * running + momentum * batch_stat``, with the *unbiased* batch
     variance for ``running_var``, as PyTorch. They may be None in training mode. ``training=False``
-    normalises with the running statistics.
+    normalises with the running statistics. ``num_batches_tracked`` (a layer's 0-d integer
+    counter, optional) is incremented in training mode; with ``momentum=None`` the update uses
+    ``1 / num_batches_tracked`` (a cumulative average), as the layers do.
 
     >>> import deltaprop as dp
     >>> rm, rv = dp.zeros(1), dp.ones(1)
@@ -353,8 +363,9 @@ def batch_norm(
                 "batch_norm: expected more than 1 value per channel when training, got input of "
                 f"shape {x.shape}"
             )
+        m = None if momentum is None and num_batches_tracked is not None else float(momentum)
         fn = BatchNormFunction(True, float(eps), weight is not None, bias is not None,
-                               running_mean, running_var, float(momentum))  # fmt: skip
+                               running_mean, running_var, m, num_batches_tracked)  # fmt: skip
         return fn.apply(x, *params)
     if running_mean is None or running_var is None:
         raise InvalidArgumentError(

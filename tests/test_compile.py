@@ -1,0 +1,362 @@
+"""deltaprop.compile: a replayed training step gives exactly eager mode's numbers.
+
+Every comparison is ``np.array_equal``: the replay runs the same NumPy calls in the same order
+and dtypes as eager mode, so losses, gradients, parameters, optimizer state and running
+statistics agree to the last bit, over many steps.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+from deltaprop import nn, optim
+from deltaprop.compiler import CompiledStep, CompileWarning
+from deltaprop.compiler.kernels import LinearKernel, ReluKernel
+from deltaprop.compiler.record import Recorder, Unrecordable
+from deltaprop.nn import functional as F
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def mlp_dropout() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(20, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 32), nn.ReLU(),
+        nn.Linear(32, 5),
+    )  # fmt: skip
+
+
+def lenet_bn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+
+
+def tiny() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)
+    )
+
+
+def make_step(model: nn.Module, opt: optim.Optimizer, loss_fn, sched=None):
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        return loss
+
+    return step
+
+
+def twins(build, make_opt, loss_fn, seed=0, sched=None):
+    """Two identical (model, optimizer, step) triples: one to run eagerly, one to compile."""
+    out = []
+    for _ in range(2):
+        dp.manual_seed(seed)
+        model = build()
+        opt = make_opt(model.parameters())
+        s = sched(opt) if sched is not None else None
+        out.append((model, opt, make_step(model, opt, loss_fn, s), s))
+    return out
+
+
+def batches(n, x_shape, classes=None, seed=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x = dp.from_numpy(rng.standard_normal(x_shape).astype(np.float32))
+        if classes is None:
+            y = dp.from_numpy(rng.standard_normal((x_shape[0], 1)).astype(np.float32))
+        else:
+            y = dp.from_numpy(rng.integers(0, classes, x_shape[0]))
+        out.append((x, y))
+    return out
+
+
+def run_both(eager_step, compiled, data, steps, seed=7):
+    """Run both steps over ``data`` (cycled) from the same generator state; return losses."""
+    dp.manual_seed(seed)
+    le = [eager_step(*data[i % len(data)]).data.copy() for i in range(steps)]
+    dp.manual_seed(seed)
+    lc = [compiled(*data[i % len(data)]).data.copy() for i in range(steps)]
+    return le, lc
+
+
+def assert_same_state(m1: nn.Module, m2: nn.Module, o1=None, o2=None) -> None:
+    for (n, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert np.array_equal(a.data, b.data), n
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        assert (p.grad is None) == (q.grad is None)
+        if p.grad is not None:
+            assert np.array_equal(p.grad.data, q.grad.data)
+    if o1 is not None:
+        s1, s2 = o1.state_dict()["state"], o2.state_dict()["state"]
+        assert s1.keys() == s2.keys()
+        for k in s1:
+            for name in s1[k]:
+                assert np.array_equal(np.asarray(s1[k][name]), np.asarray(s2[k][name])), name
+
+
+# ----------------------------------------------------------------------------------------------
+# bit-identical to eager mode
+# ----------------------------------------------------------------------------------------------
+
+
+def test_mlp_dropout_adam_is_bit_identical():
+    (m1, o1, s1, _), (m2, o2, s2, _) = twins(
+        mlp_dropout, lambda p: optim.Adam(p, lr=1e-2), F.cross_entropy
+    )
+    cs = dp.compile(s2)
+    data = batches(4, (16, 20), classes=5)
+    le, lc = run_both(s1, cs, data, 30)
+    assert cs.eager_reason is None
+    assert cs.recordings == 2 and cs.replays == 28
+    for a, b in zip(le, lc):
+        assert np.array_equal(a, b)
+    assert_same_state(m1, m2, o1, o2)
+
+
+def test_dropout_draws_anew_on_every_replay():
+    dp.manual_seed(0)
+    model = nn.Sequential(nn.Dropout(0.5))
+    x = dp.ones(64, 32)
+
+    @dp.compile
+    def step(x):
+        return model(x)
+
+    outs = [step(x).data for _ in range(5)]
+    assert step.replays == 3
+    assert not np.array_equal(outs[3], outs[4])  # a fresh mask each call
+    assert set(np.unique(outs[4]).tolist()) == {0.0, 2.0}
+
+
+def test_lenet_batchnorm_sgd_is_bit_identical():
+    (m1, o1, s1, _), (m2, o2, s2, _) = twins(
+        lenet_bn, lambda p: optim.SGD(p, lr=0.05, momentum=0.9), F.cross_entropy
+    )
+    cs = dp.compile(s2)
+    data = batches(3, (8, 1, 28, 28), classes=10)
+    le, lc = run_both(s1, cs, data, 8)
+    assert cs.replays == 6
+    for a, b in zip(le, lc):
+        assert np.array_equal(a, b)
+    assert_same_state(m1, m2, o1, o2)  # includes the BatchNorm running statistics
+
+
+def test_tiny_mlp_is_bit_identical():
+    (m1, o1, s1, _), (m2, o2, s2, _) = twins(
+        tiny, lambda p: optim.SGD(p, lr=0.05, momentum=0.9), F.mse_loss
+    )
+    cs = dp.compile(s2)
+    data = batches(1, (100, 2))
+    le, lc = run_both(s1, cs, data, 100)
+    assert cs.replays == 98
+    for a, b in zip(le, lc):
+        assert np.array_equal(a, b)
+    assert_same_state(m1, m2, o1, o2)
+
+
+def test_scheduler_inside_the_step_is_replayed():
+    (m1, o1, s1, sc1), (m2, o2, s2, sc2) = twins(
+        tiny,
+        lambda p: optim.SGD(p, lr=0.1),
+        F.mse_loss,
+        sched=lambda o: optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5),
+    )
+    cs = dp.compile(s2)
+    le, lc = run_both(s1, cs, batches(2, (10, 2)), 12)
+    assert cs.replays == 10
+    assert o1.param_groups[0]["lr"] == o2.param_groups[0]["lr"] < 0.1
+    for a, b in zip(le, lc):
+        assert np.array_equal(a, b)
+    assert_same_state(m1, m2)
+
+
+def test_fused_linear_relu_in_place():
+    """The ReLU after a linear layer runs in place on the GEMM output, its backward in place on
+    the incoming gradient, and the numbers are the unfused pair's."""
+    (m1, o1, s1, _), (m2, o2, s2, _) = twins(
+        lambda: nn.Sequential(
+            nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)
+        ),  # fmt: skip
+        lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+        F.cross_entropy,
+    )
+    cs = dp.compile(s2)
+    le, lc = run_both(s1, cs, batches(3, (32, 8), classes=3), 10)
+    (prog,) = next(iter(cs._programs.values()))
+    relus = [k for k in prog.kernels if isinstance(k, ReluKernel)]
+    linears = [k for k in prog.kernels if isinstance(k, LinearKernel)]
+    assert len(relus) == 2 and len(linears) == 3
+    for r in relus:
+        assert r.grad_in_place
+        assert any(r.y is lin.y for lin in linears)  # the GEMM output itself
+    for a, b in zip(le, lc):
+        assert np.array_equal(a, b)
+    assert_same_state(m1, m2, o1, o2)
+
+
+def test_returned_tensors_are_not_overwritten_by_later_replays():
+    dp.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    step = dp.compile(lambda x: model(x))
+    xs = [dp.randn(3, 4) for _ in range(5)]
+    outs = [step(x) for x in xs]
+    assert step.replays == 3
+    for x, y in zip(xs, outs):
+        assert np.array_equal(y.data, model(x).data)
+
+
+# ----------------------------------------------------------------------------------------------
+# guards: record again
+# ----------------------------------------------------------------------------------------------
+
+
+def test_new_shapes_and_modes_record_again():
+    dp.manual_seed(0)
+    model = mlp_dropout()
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    cs = dp.compile(make_step(model, opt, F.cross_entropy))
+    a, b = batches(1, (8, 20), classes=5)[0], batches(1, (4, 20), classes=5)[0]
+    for _ in range(3):
+        cs(*a)
+    assert (cs.recordings, cs.replays) == (2, 1)
+    for _ in range(3):
+        cs(*b)  # another batch size
+    assert (cs.recordings, cs.replays) == (4, 2)
+    model.eval()  # dropout off: another program
+    for _ in range(3):
+        cs(*a)
+    assert (cs.recordings, cs.replays) == (6, 3)
+    model.train()
+    cs(*a)
+    assert (cs.recordings, cs.replays) == (6, 4)  # the first program again
+    model[0].weight.requires_grad_(False)  # another set of parameters
+    cs(*a)
+    assert cs.recordings == 7
+
+
+# ----------------------------------------------------------------------------------------------
+# what cannot be replayed runs eagerly, with one warning
+# ----------------------------------------------------------------------------------------------
+
+
+def _eager_fallback(step_body):
+    """Compile ``step_body(model, opt, x, y)``; check one warning and eager numbers."""
+    results = []
+    for compiled in (False, True):
+        dp.manual_seed(0)
+        model = tiny()
+        opt = optim.SGD(model.parameters(), lr=0.05)
+
+        def step(x, y, model=model, opt=opt):
+            return step_body(model, opt, x, y)
+
+        fn = dp.compile(step) if compiled else step
+        data = batches(3, (10, 2))
+        for (x, _), sign in zip(data, (1.0, -1.0, 1.0)):
+            x.data[0, 0] = sign  # the branch test below takes both ways
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            losses = [fn(*data[i % 3]).data.copy() for i in range(6)]
+        results.append((losses, [p.data.copy() for p in model.parameters()], w, fn))
+    (l1, p1, _, _), (l2, p2, w, fn) = results
+    compile_warnings = [x for x in w if issubclass(x.category, CompileWarning)]
+    assert len(compile_warnings) == 1
+    assert fn.replays == 0 and fn.eager_reason
+    for a, b in zip(l1 + p1, l2 + p2):
+        assert np.array_equal(a, b)
+    return str(compile_warnings[0].message)
+
+
+def test_item_inside_the_step_falls_back():
+    def body(model, opt, x, y):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        if loss.item() > 1e9:  # Python control flow on a value
+            return loss
+        loss.backward()
+        opt.step()
+        return loss
+
+    assert "item" in _eager_fallback(body)
+
+
+def test_data_dependent_branch_without_item_falls_back():
+    def body(model, opt, x, y):
+        opt.zero_grad()
+        out = model(x)
+        if x.data[0, 0] > 0:  # reads the array directly: caught by comparing two recordings
+            out = out * 2
+        loss = F.mse_loss(out, y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    assert "differ" in _eager_fallback(body)
+
+
+def test_random_draw_outside_an_op_falls_back():
+    def body(model, opt, x, y):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x + dp.randn(*x.shape) * 0.01), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    assert "random" in _eager_fallback(body)
+
+
+def test_fullgraph_raises_instead():
+    model = tiny()
+
+    @dp.compile(fullgraph=True)
+    def step(x):
+        out = model(x)
+        print(out.sum().item())
+        return out
+
+    with pytest.raises(Unrecordable, match="item"):
+        step(dp.ones(3, 2))
+
+
+def test_non_tensor_result_falls_back():
+    model = tiny()
+    step = dp.compile(lambda x: model(x).sum().detach().numpy())
+    with pytest.warns(CompileWarning):
+        step(dp.ones(3, 2))
+    assert step.eager_reason
+
+
+def test_recorder_restores_the_engine():
+    from deltaprop.tensor import Function, Tensor
+
+    before = (Function.__dict__["apply"], Tensor.__dict__["item"], dp.autograd.run_backward)
+    with pytest.raises(ZeroDivisionError):
+        with Recorder():
+            assert Recorder.active()
+            1 / 0
+    assert not Recorder.active()
+    assert (Function.__dict__["apply"], Tensor.__dict__["item"], dp.autograd.run_backward) == before
+
+
+def test_disable_and_bad_arguments():
+    step = dp.compile(lambda x: x * 2, disable=True)
+    assert isinstance(step, CompiledStep)
+    assert np.array_equal(step(dp.ones(2)).data, [2.0, 2.0])
+    assert step.replays == 0
+    with pytest.raises(TypeError, match="callable"):
+        dp.compile(3)
+    with pytest.raises(ValueError, match="cache_size_limit"):
+        dp.compile(lambda x: x, cache_size_limit=0)
