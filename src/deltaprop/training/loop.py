@@ -308,6 +308,10 @@ class TrainingRun:
         for _ in range(progress.batch):
             next(batches)
         parameters = list(model.named_parameters())
+        # Overflow to inf/NaN is detected and reported by _check_finite (one sentence naming the
+        # epoch and batch), so NumPy's own warnings would only repeat it, less clearly.
+        quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        quiet.__enter__()
         try:
             for x, y in batches:
                 if self.step_fn is not None:
@@ -341,6 +345,7 @@ class TrainingRun:
                 if self._stop and progress.batch < total_batches:
                     break
         finally:
+            quiet.__exit__(None, None, None)
             progress.seconds = time.perf_counter() - start
             if bar is not None:
                 bar.close()
@@ -401,7 +406,8 @@ class TrainingRun:
         progress = self.partial
         start = time.perf_counter() - progress.seconds
         lr = self.lr
-        test_loss, test_acc, _ = evaluate_model(self.model, self.X_test, self.y_test)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            test_loss, test_acc, _ = evaluate_model(self.model, self.X_test, self.y_test)
         if not math.isfinite(test_loss) and len(self.y_test):
             self._diverged(f"the test loss became {test_loss} at the end of epoch {self.epoch + 1}")
         if self.scheduler is not None:
@@ -475,11 +481,11 @@ def _check_training_state(state: Any, run: TrainingRun, where: str) -> None:
 
     if not isinstance(state, dict):
         raise bad(f"it holds a {type(state).__name__}, not a training state")
-    expected = ("model", "optimizer", "epoch", "partial", "rng", "shuffle_rng", "history")
-    missing = [k for k in (*expected, "best_acc") if k not in state]
+    check_model_fits(state.get("model"), run.model, where)
+    expected = ("optimizer", "epoch", "partial", "rng", "shuffle_rng", "history", "best_acc")
+    missing = [k for k in expected if k not in state]
     if missing:
         raise bad(f"it has no {missing[0]!r} entry")
-    check_model_fits(state["model"], run.model, where)
     epoch = state["epoch"]
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise bad(f"'epoch' must be a non-negative int, got {epoch!r}")

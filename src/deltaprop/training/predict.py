@@ -164,7 +164,10 @@ def load_image(path: str | os.PathLike[str], input_shape: Sequence[int]) -> np.n
     except PermissionError:
         raise PredictError(f"{path}: cannot be read (permission denied)") from None
     except Image.DecompressionBombError as e:
-        raise PredictError(f"{path}: refused as a decompression bomb ({e})") from None
+        raise PredictError(
+            f"{path}: refused as a possible decompression bomb ({e}); images up to "
+            f"{MAX_IMAGE_PIXELS:,} pixels are accepted"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         # Pillow reports damaged files as OSError, and some truncated headers as SyntaxError
         # or ValueError
