@@ -162,6 +162,19 @@ OPS = [
         None,
     ),
     (
+        "pools-ceil-last-window",  # ceil mode: partial last windows, one starting in the padding
+        lambda x: (
+            F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False)
+            + F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True)
+            + F.max_pool2d(x, 3, 2, padding=1, ceil_mode=True)
+            + F.avg_pool2d(x, 2, 2, padding=1, ceil_mode=True)[..., :4, :4]
+            + F.max_pool2d(x, 2, 2, padding=1, ceil_mode=True)[..., :4, :4]
+        ),
+        [],
+        (2, 6, 7),
+        None,
+    ),
+    (
         "layernorm",
         lambda x, w, b: F.layer_norm(x, (3, 4), w, b) + F.layer_norm(x, 4),
         [(3, 4), (3, 4)],

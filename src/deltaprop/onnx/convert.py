@@ -215,14 +215,22 @@ def _conv(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
     return _out(b, name, y, {a: (s if a == 0 else None) for a, s in x.dyn.items() if a != 1})
 
 
-def _ceil_mode(fn: Any, x: Value) -> int:
-    """1 when the traced output size needs ceil mode (the op keeps only the sizes)."""
-    for size, k, s, p, d, o in zip(
-        x.shape[2:], fn.kernel, fn.stride, fn.padding, fn.dilation, fn.out_hw
-    ):
-        if conv_output_size(size, k, s, p, d, False) != o:
-            return 1
-    return 0
+def _pool_attrs(fn: Any, x: Value) -> dict[str, Any]:
+    """The window attributes shared by MaxPool and AveragePool. The op keeps the output size,
+    not ceil_mode: ceil mode is on when the traced size is not the floor-mode one."""
+    ceil = any(
+        conv_output_size(size, k, s, p, d, False) != o
+        for size, k, s, p, d, o in zip(
+            x.shape[2:], fn.kernel, fn.stride, fn.padding, fn.dilation, fn.out_hw
+        )
+    )
+    (ph, pw) = fn.padding
+    return {
+        "kernel_shape": list(fn.kernel),
+        "strides": list(fn.stride),
+        "pads": [ph, pw, ph, pw],
+        "ceil_mode": int(ceil),
+    }
 
 
 def _pool_dyn(x: Value) -> dict[int, str | None]:
@@ -231,38 +239,21 @@ def _pool_dyn(x: Value) -> dict[int, str | None]:
 
 def _max_pool(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
     x = ins[0]
-    (ph, pw) = fn.padding
-    name = b.node(
-        "MaxPool",
-        [x.name],
-        kernel_shape=list(fn.kernel),
-        strides=list(fn.stride),
-        pads=[ph, pw, ph, pw],
-        dilations=list(fn.dilation),
-        ceil_mode=_ceil_mode(fn, x),
-    )
+    name = b.node("MaxPool", [x.name], dilations=list(fn.dilation), **_pool_attrs(fn, x))
     return _out(b, name, y, _pool_dyn(x))
 
 
 def _avg_pool(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
     x = ins[0]
-    (ph, pw) = fn.padding
-    ceil = _ceil_mode(fn, x)
+    attrs = _pool_attrs(fn, x)
     override = fn.divisor_override
-    if override is not None and ceil:
+    if override is not None and attrs["ceil_mode"]:
         raise ExportError(
             "avg_pool2d with divisor_override and ceil_mode has no ONNX equivalent "
             "(AveragePool has no divisor override)"
         )
-    name = b.node(
-        "AveragePool",
-        [x.name],
-        kernel_shape=list(fn.kernel),
-        strides=list(fn.stride),
-        pads=[ph, pw, ph, pw],
-        ceil_mode=ceil,
-        count_include_pad=int(bool(fn.count_include_pad) or override is not None),
-    )
+    include_pad = int(bool(fn.count_include_pad) or override is not None)
+    name = b.node("AveragePool", [x.name], count_include_pad=include_pad, **attrs)
     if override is not None:  # window sum / divisor = average over the padded window * k / d
         area = fn.kernel[0] * fn.kernel[1]
         name = b.node("Mul", [name, _scalar(b, area / override, x)])
