@@ -438,3 +438,20 @@ def test_buffer_is_readable_as_bytes():
     buf = io.BytesIO()
     dp.onnx.export(nn.Sequential(nn.Linear(3, 2)), dp.ones(1, 3), buf)
     assert onnx.load_from_string(buf.getvalue()).producer_name == "deltaprop"
+
+
+def test_running_statistics_keep_their_buffer_names():
+    class Standardise(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            self.register_buffer("centre", dp.tensor([0.5, -1.0, 2.0]))
+            self.register_buffer("spread", dp.tensor([1.0, 4.0, 0.25]))
+
+        def forward(self, x):
+            return F.batch_norm(self.fc(x), self.centre, self.spread)
+
+    model = Standardise()
+    data = check_batches(model, _x((3,)), batches=(2, 4))
+    names = {i.name for i in onnx.load_from_string(data).graph.initializer}
+    assert {"centre", "spread", "fc.weight", "fc.bias"} <= names

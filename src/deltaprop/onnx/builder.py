@@ -58,6 +58,7 @@ class GraphBuilder:
         self.scope = ""  # node-name prefix of the op being converted: "/" + module name
         self.module = ""  # the state_dict prefix of the module that op ran in
         self.buffers: dict[str, np.ndarray] = {}  # the model's buffers by state_dict name
+        self.names: dict[int, str] = {}  # id of a parameter or buffer tensor -> state_dict name
         self._used: set[str] = set()
         self._inits: set[str] = set()
         self._consts: dict[tuple, str] = {}
@@ -102,10 +103,13 @@ class GraphBuilder:
             self._consts[key] = name
         return name
 
-    def state(self, array: np.ndarray, key: str) -> str:
+    def state(self, array: np.ndarray, key: str, tensor: Any = None) -> str:
         """A module buffer that an op holds as a copy (batch norm's running statistics): stored
-        under its state_dict name when the module's buffer still has this value."""
-        name = f"{self.module}.{key}" if self.module else key
+        under its state_dict name (that of ``tensor``, else ``key`` in the op's module) when the
+        buffer still has this value."""
+        name = self.names.get(id(tensor)) if tensor is not None else None
+        if name is None:
+            name = f"{self.module}.{key}" if self.module else key
         ref = self.buffers.get(name)
         if ref is not None and ref.shape == array.shape and np.array_equal(ref, array):
             return self.initializer(array, name)

@@ -299,9 +299,10 @@ def _batch_norm(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Va
     c = x.shape[1]
     w = params[0] if fn.has_weight else None
     bias = params[-1] if fn.has_bias else None
+    tensors = getattr(fn, "running", (None, None))  # the module's buffers, when the op has them
     stats = [
-        b.state(np.asarray(fn.running_mean, dtype=x.dtype), "running_mean"),
-        b.state(np.asarray(fn.running_var, dtype=x.dtype), "running_var"),
+        b.state(np.asarray(fn.running_mean, dtype=x.dtype), "running_mean", tensors[0]),
+        b.state(np.asarray(fn.running_var, dtype=x.dtype), "running_var", tensors[1]),
     ]
     inputs = [x.name, _ones_or(b, w, (c,), 1.0, x), _ones_or(b, bias, (c,), 0.0, x), *stats]
     name = b.node("BatchNormalization", inputs, epsilon=float(fn.eps))

@@ -395,6 +395,7 @@ def _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opse
     for name, t in named.items():
         state[id(t)] = state[id(t.data)] = name
         b.reserve(name)
+    b.names = state
     values: dict[int, Value] = {}  # id(Function) for op outputs, id(Tensor) for leaves
     for name, t in zip(in_names, inputs):
         values[id(t)] = Value(name, tuple(t.shape), t.dtype, dict(axes.get(name, {})))
