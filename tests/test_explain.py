@@ -307,8 +307,14 @@ def test_malformed_spec_names_the_key(raw, key, expected):
 
 
 def test_bad_toml_and_missing_file(tmp_path):
-    with pytest.raises(SpecError, match="no such spec file"):
+    with pytest.raises(SpecError, match="does not exist"):
         load_spec(tmp_path / "nope.toml")
+    with pytest.raises(SpecError, match="is a directory"):
+        load_spec(tmp_path)
+    p = tmp_path / "binary.toml"
+    p.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec(p)
     p = tmp_path / "broken.toml"
     p.write_text("loss = \n")
     with pytest.raises(SpecError, match="not valid TOML"):
@@ -325,12 +331,14 @@ def test_sizes_and_seed_draw_reproducible_weights():
         "data": {"inputs": [[1.0, 2.0]], "targets": [[0.5]]},
     }
     a, b = parse_spec(raw), parse_spec(raw)
-    assert [l.weights.shape for l in a.layers] == [(3, 2), (1, 3)]
-    assert np.array_equal(a.layers[0].weights, b.layers[0].weights)
-    assert np.all(np.abs(a.layers[0].weights) <= 1 / np.sqrt(2))
-    assert [l.activation for l in a.layers] == ["tanh", "sigmoid"]
+    # the same layer list as a model file: Linear + activation modules
+    assert [layer["type"] for layer in a.layers] == ["Linear", "Tanh", "Linear", "Sigmoid"]
+    w = [a.net.params[i]["weight"] for i in (0, 2)]
+    assert [x.shape for x in w] == [(3, 2), (1, 3)]
+    assert np.array_equal(w[0], b.net.params[0]["weight"])
+    assert np.all(np.abs(w[0]) <= 1 / np.sqrt(2))
     c = parse_spec(dict(raw, seed=1))
-    assert not np.array_equal(a.layers[0].weights, c.layers[0].weights)
+    assert not np.array_equal(w[0], c.net.params[0]["weight"])
 
 
 @pytest.mark.parametrize(
@@ -477,8 +485,8 @@ def test_trace_of_a_sequential_trains_it_in_place():
 def test_trace_rejects_unsupported_modules():
     from deltaprop import nn
 
-    with pytest.raises(TypeError, match="Dropout"):
-        trace(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)), [[1.0, 2.0]], [[1.0, 0.0]])
+    with pytest.raises(TypeError, match="GELU"):
+        trace(nn.Sequential(nn.Linear(2, 2), nn.GELU()), [[1.0, 2.0]], [[1.0, 0.0]])
     with pytest.raises(ValueError, match="end the model with nn.Softmax"):
         trace(nn.Sequential(nn.Linear(2, 2)), [[1.0, 2.0]], [1], loss="ce")
 

@@ -5,19 +5,24 @@
 >>> tr.node("f").value, tr.node("x").grad, tr.node("z").grad
 (-12.0, -4.0, 3.0)
 
-* :func:`trace` explains SGD steps of a ``Sequential`` of ``Linear`` + activation modules;
+* :func:`trace` explains SGD steps of a ``Sequential`` of ``Linear``, ``Conv2d``, pooling,
+  ``LayerNorm``, ``BatchNorm`` and ``Dropout`` modules with their activations;
 * :func:`load_spec` / :func:`explain_file` read a TOML spec (``examples/explain/*.toml``);
 * every trace renders itself: ``to_text()``, ``to_markdown()``, ``to_latex()``, ``to_html()``,
-  ``to_json()``, and as HTML in Jupyter.
+  ``to_json()``, and as HTML in Jupyter;
+* :mod:`.exercise` turns a trace into a worksheet, an answer key and a grader.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from deltaprop.explain.circuit import CircuitTrace, trace_circuit, trace_circuit_spec
-from deltaprop.explain.render import FORMATS, render, to_dict
-from deltaprop.explain.spec import CircuitSpec, NetworkSpec, SpecError, load_spec, parse_spec
+from deltaprop.explain.circuit import CircuitTrace, trace_circuit
+from deltaprop.explain.jsondata import to_dict
+from deltaprop.explain.neurons import Picture
+from deltaprop.explain.render import FORMATS, render
+from deltaprop.explain.spec import CircuitSpec, NetworkSpec, load_spec, parse_spec
+from deltaprop.explain.specvalues import SpecError
 from deltaprop.explain.trace import NetworkTrace, trace, trace_spec
 
 
@@ -26,7 +31,13 @@ def explain_spec(
 ) -> NetworkTrace | CircuitTrace:
     """Run a parsed spec on the engine (``verify``: also check gradients by finite differences)."""
     if isinstance(spec, CircuitSpec):
-        return trace_circuit_spec(spec)
+        return trace_circuit(
+            spec.expression,
+            spec.values,
+            title=spec.title,
+            dtype=spec.dtype,
+            description=spec.description,
+        )
     return trace_spec(spec, verify=verify)
 
 
@@ -51,4 +62,5 @@ __all__ = [
     "NetworkSpec",
     "CircuitSpec",
     "SpecError",
+    "Picture",
 ]

@@ -22,56 +22,24 @@ relu abs max(a, b) min(a, b)``. Every gate becomes one engine op on deltaprop te
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 import deltaprop as dp
-from deltaprop.explain.base import Explained
-from deltaprop.explain.spec import CircuitSpec, SpecError
+from deltaprop.explain.explained import Explained
+from deltaprop.explain.records import CircuitNode, CircuitRecord
+from deltaprop.explain.specvalues import SpecError
 from deltaprop.tensor import Tensor
 
 FUNCTIONS = ("exp", "log", "sqrt", "sigmoid", "tanh", "relu", "abs", "max", "min")
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
-_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "^"}
-
-
-@dataclass
-class CircuitNode:
-    """One value of the circuit: an input, a constant, or the output of one gate."""
-
-    name: str
-    op: str  # input, const, add, sub, mul, div, pow, neg, exp, ..., max, min
-    inputs: list[str]
-    value: float
-    grad: float | None = None  # df/dnode, the engine's .grad
-    locals: list[float | None] = field(default_factory=list)  # dnode/dinput per distinct input
-    contribs: list[float | None] = field(default_factory=list)  # df/dnode * dnode/dinput
-    user_named: bool = False
-    tensor: Tensor | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(repr=False)
-class CircuitTrace(Explained):
+class CircuitTrace(CircuitRecord, Explained):
     """A circuit run forward and backward; render it like a network trace."""
-
-    title: str
-    expression: str
-    nodes: list[CircuitNode]
-    output: str
-    dtype: str = "float64"
-    description: str = ""
-    kind: str = "circuit"
-
-    def node(self, name: str) -> CircuitNode:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
-    def consumers(self, name: str) -> list[CircuitNode]:
-        return [n for n in self.nodes if name in n.inputs]
 
     @property
     def output_tensor(self) -> Tensor:
@@ -319,31 +287,5 @@ def _fresh(base: str, b: _Builder) -> str:
     return name
 
 
-def trace_circuit_spec(spec: CircuitSpec) -> CircuitTrace:
-    return trace_circuit(
-        spec.expression,
-        spec.values,
-        title=spec.title,
-        dtype=spec.dtype,
-        description=spec.description,
-    )
-
-
 def _num(v: float) -> str:
     return f"{v:g}"
-
-
-def expression_of(node: CircuitNode) -> str:
-    """The gate as text, e.g. ``x + y``, ``sigmoid(a)``, ``max(a, b)``."""
-    ins = node.inputs
-    if node.op in _SYMBOL:
-        if node.op == "pow":
-            return f"{ins[0]}^{ins[1]}"
-        if len(ins) == 1:  # the same input twice, e.g. x * x
-            return f"{ins[0]} {_SYMBOL[node.op]} {ins[0]}"
-        return f"{ins[0]} {_SYMBOL[node.op]} {ins[1]}"
-    if node.op == "neg":
-        return f"-{ins[0]}"
-    if node.op in ("max", "min") and len(ins) == 1:
-        return f"{node.op}({ins[0]}, {ins[0]})"
-    return f"{node.op}({', '.join(ins)})"

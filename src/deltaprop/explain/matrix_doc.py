@@ -1,0 +1,212 @@
+"""Fully connected layers in the vectorised mini-batch form of the notes (``--notation
+matrix``)::
+
+    I = X W + b,   O = f(I),   D = dE/dI,   Delta W = O_prev^T D,   Delta b = sum_rows D
+
+with one row per sample. ``W`` is stored inputs x neurons here (the transpose of
+``nn.Linear.weight``), as the notes write it; every matrix is the engine's, transposed where
+the notes' layout asks for it.
+"""
+
+from __future__ import annotations
+
+from deltaprop.explain.blocks import ARROW_REL, Block, Equation, Equations, Matrix, Para, layer_ref
+from deltaprop.explain.context import Ctx
+from deltaprop.explain.notation import M
+from deltaprop.explain.records import LayerRecord
+
+
+def _sym(base: str, layer: int) -> M:
+    return M(f"{base}{layer}", f"{base}_{{{layer}}}")
+
+
+def _prev(rec: LayerRecord) -> M:
+    return M("X", "X") if rec.index == 0 else _sym("O", rec.index)
+
+
+_LOCAL = {
+    "sigmoid": (" * O{L} * (1 - O{L})", r" \odot O_{{{L}}} \odot (1 - O_{{{L}}})"),
+    "tanh": (" * (1 - O{L}^2)", r" \odot (1 - O_{{{L}}}^2)"),
+    "relu": (" * [I{L} > 0]", r" \odot [I_{{{L}}} > 0]"),
+    "linear": ("", ""),
+}
+
+
+def _local(rec: LayerRecord) -> M:
+    text, tex = _LOCAL.get(rec.activation, ("", ""))
+    L = rec.index + 1
+    return M(text.format(L=L), tex.format(L=L))
+
+
+def forward(c: Ctx, rec: LayerRecord) -> list[Block]:
+    L = rec.index + 1
+    samples = [str(s + 1) for s in c.step.samples]
+    refs = (layer_ref(rec.index),)
+    eq = [
+        Equation(
+            [
+                _sym("I", L),
+                M(f"{_prev(rec).text} W{L} + b{L}", f"{_prev(rec).tex} W_{{{L}}} + b_{{{L}}}"),
+            ],
+            refs=refs,
+        )
+    ]
+    act = {"softmax": "softmax", "linear": "identity"}.get(rec.activation, rec.activation)
+    eq.append(
+        Equation([_sym("O", L), M(f"{act}(I{L})", rf"\mathrm{{{act}}}(I_{{{L}}})")], refs=refs)
+    )
+    blocks: list[Block] = []
+    if rec.index == 0 or c.step.layers[rec.index - 1].type != "linear":
+        blocks.append(Para(c.w("matrix_intro")))
+    blocks += [
+        Equations(eq),
+        Matrix(
+            _prev(rec),
+            c.rows(rec.input),
+            samples,
+            rec.in_names,
+            kind="forward" if rec.index else "",
+        ),
+        Matrix(_sym("W", L), rec.weights.T, rec.in_names, rec.names),
+    ]
+    if rec.biases is not None:
+        blocks.append(Matrix(_sym("b", L), rec.biases[None], None, rec.names))
+    blocks += [
+        Matrix(_sym("I", L), rec.net, samples, rec.names, kind="forward"),
+        Matrix(_sym("O", L), rec.out, samples, rec.names, kind="forward"),
+    ]
+    return blocks
+
+
+def _delta_rule(c: Ctx, rec: LayerRecord) -> M:
+    L = rec.index + 1
+    o, y = f"O{L}", "Y"
+    mean = c.tr.reduction == "mean"
+    loss = c.tr.loss
+    if loss in ("ce", "bce"):  # the cancellations
+        div = "" if not mean else (" / m" if loss == "ce" else " / (m K)")
+        return M(f"({o} - {y}){div}", f"(O_{{{L}}} - Y)" + div.replace("m K", "mK"))
+    local = _local(rec)
+    if loss == "mse_half":
+        div = " / m" if mean else ""
+        return M(f"({o} - {y}){local.text}{div}", f"(O_{{{L}}} - Y){local.tex}{div}")
+    div = " / (m K)" if mean else ""
+    return M(
+        f"2 ({o} - {y}){local.text}{div}",
+        f"2 (O_{{{L}}} - Y){local.tex}" + div.replace("m K", "mK"),
+    )
+
+
+def backward(c: Ctx, rec: LayerRecord) -> list[Block]:
+    L = rec.index + 1
+    samples = [str(s + 1) for s in c.step.samples]
+    refs = (layer_ref(rec.index),)
+    if c.last(rec):
+        rule = _delta_rule(c, rec)
+    elif c.step.layers[rec.index + 1].type == "linear":
+        rule = M(
+            f"(D{L + 1} W{L + 1}^T){_local(rec).text}",
+            f"(D_{{{L + 1}}} W_{{{L + 1}}}^T){_local(rec).tex}",
+        )
+    else:
+        rule = M(
+            f"dE/dO{L}{_local(rec).text}",
+            rf"\frac{{\partial E}}{{\partial O_{{{L}}}}}{_local(rec).tex}",
+        )
+    eqs = [
+        Equation([_sym("D", L), rule], refs=refs),
+        Equation(
+            [
+                M(f"Delta W{L}", rf"\Delta W_{{{L}}}"),
+                M(f"{_prev(rec).text}^T D{L}", f"{_prev(rec).tex}^T D_{{{L}}}"),
+            ],
+            refs=refs,
+        ),
+    ]
+    blocks: list[Block] = [
+        Para(c.w("matrix_bwd")),
+        Equations(eqs),
+        Matrix(_sym("D", L), rec.delta, samples, rec.names, kind="deltas"),
+        Matrix(
+            M(f"Delta W{L}", rf"\Delta W_{{{L}}}"),
+            rec.weight_grad.T,
+            rec.in_names,
+            rec.names,
+            kind="gradients",
+        ),
+    ]
+    if rec.bias_grad is not None:
+        blocks.append(
+            Equations(
+                [
+                    Equation(
+                        [
+                            M(f"Delta b{L}", rf"\Delta b_{{{L}}}"),
+                            M(f"sum_rows D{L}", rf"\sum_{{\mathrm{{rows}}}} D_{{{L}}}"),
+                        ],
+                        refs=refs,
+                    )
+                ]
+            )
+        )
+        blocks.append(
+            Matrix(
+                M(f"Delta b{L}", rf"\Delta b_{{{L}}}"),
+                rec.bias_grad[None],
+                None,
+                rec.names,
+                kind="gradients",
+            )
+        )
+    return blocks
+
+
+def update(c: Ctx) -> list[Block]:
+    """``W <- W - eta Delta W`` for each linear layer, with the new matrices."""
+    blocks: list[Block] = []
+    for rec in c.step.layers:
+        if rec.type != "linear":
+            continue
+        L = rec.index + 1
+        lines = [
+            Equation(
+                [
+                    _sym("W", L),
+                    M(f"W{L} - eta Delta W{L}", rf"W_{{{L}}} - \eta \, \Delta W_{{{L}}}"),
+                ],
+                rel=ARROW_REL,
+                refs=(layer_ref(rec.index),),
+            )
+        ]
+        if rec.biases is not None and c.tr.train_biases:
+            lines.append(
+                Equation(
+                    [
+                        _sym("b", L),
+                        M(f"b{L} - eta Delta b{L}", rf"b_{{{L}}} - \eta \, \Delta b_{{{L}}}"),
+                    ],
+                    rel=ARROW_REL,
+                    refs=(layer_ref(rec.index),),
+                )
+            )
+        blocks += [
+            Equations(lines),
+            Matrix(
+                M(f"W{L} (new)", rf"W_{{{L}}}^{{\mathrm{{new}}}}"),
+                rec.weights_after.T,
+                rec.in_names,
+                rec.names,
+                kind="updates",
+            ),
+        ]
+        if rec.biases_after is not None:
+            blocks.append(
+                Matrix(
+                    M(f"b{L} (new)", rf"b_{{{L}}}^{{\mathrm{{new}}}}"),
+                    rec.biases_after[None],
+                    None,
+                    rec.names,
+                    kind="updates",
+                )
+            )
+    return blocks
