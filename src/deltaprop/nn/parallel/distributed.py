@@ -11,8 +11,9 @@ How the gradients travel (as PyTorch's DDP)
   non-blocking ``MPI_Iallreduce`` (a sum) starts at once, while backward goes on computing the
   gradients of the layers below: communication overlaps computation. Buckets start strictly in
   index order, the same on every rank, as MPI requires.
-* When the last bucket has started, the wrapper waits for all of them and copies the averages
-  back into ``.grad``: after ``backward()`` returns, every rank holds the same mean gradient
+* The last bucket is reduced at once with a blocking ``MPI_Allreduce`` (nothing is left to
+  overlap with), then the wrapper waits for the others and copies the averages back into
+  ``.grad``: after ``backward()`` returns, every rank holds the same mean gradient
   ``(1/N) sum_r grad_r``, which is the gradient of the loss averaged over all N*b samples of the
   N local batches of b samples.
 
@@ -194,12 +195,7 @@ class DistributedDataParallel(Module):
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, *inputs: Any, **kwargs: Any) -> Any:
-        if self._started and not self._reduced:
-            self._raise_unfinished()
-        self._started = self._reduced = False
-        for bucket in self._buckets:
-            bucket.reset()
-        self._next_bucket = 0
+        self._prepare_for_backward()
         grad_on = is_grad_enabled()
         if self.broadcast_buffers and grad_on and self.training and self.world_size > 1:
             buffers = [b.data for b in self.module.buffers() if b is not None]
@@ -215,6 +211,15 @@ class DistributedDataParallel(Module):
                 bucket.views[i][...] = 0
                 self._mark_ready(bucket, i)
         return out
+
+    def _prepare_for_backward(self) -> None:
+        """A new iteration: every bucket waits for all its gradients again."""
+        if self._started and not self._reduced:
+            self._raise_unfinished()
+        self._started = self._reduced = False
+        for bucket in self._buckets:
+            bucket.reset()
+        self._next_bucket = 0
 
     def _raise_unfinished(self) -> None:
         missing = [
@@ -264,17 +269,21 @@ class DistributedDataParallel(Module):
             if self._requests:  # let MPI move the buckets already started
                 self._mpi.Request.Testall(self._requests)
             return
-        buckets = self._buckets
+        buckets, MPI = self._buckets, self._mpi
         while self._next_bucket < len(buckets) and buckets[self._next_bucket].pending == 0:
             flat = buckets[self._next_bucket].flat
-            self._requests.append(self._comm.Iallreduce(self._mpi.IN_PLACE, flat, op=self._mpi.SUM))
             self._next_bucket += 1
-        if self._next_bucket == len(buckets):
-            self._finish()
+            if self._next_bucket == len(buckets):  # the last one: nothing left to overlap with
+                self._finish(flat)
+                return
+            self._requests.append(self._comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM))
 
-    def _finish(self) -> None:
+    def _finish(self, last: np.ndarray) -> None:
+        """Reduce the last bucket (blocking), wait for the others, hand out the averages."""
+        MPI = self._mpi
         start = time.perf_counter()
-        self._mpi.Request.Waitall(self._requests)
+        self._comm.Allreduce(MPI.IN_PLACE, last, op=MPI.SUM)
+        MPI.Request.Waitall(self._requests)
         self._wait_seconds += time.perf_counter() - start
         self._reductions += 1
         self._requests = []
