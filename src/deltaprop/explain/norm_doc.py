@@ -412,12 +412,9 @@ def _param_grads(c: Ctx, rec: LayerRecord) -> list[Equation]:
             G = c.F.at(dy[:, j], rec.bias_grad.reshape(-1)[j])
             lines.append(
                 Equation(
-                    [
-                        dE(be),
-                        cat(sums, dyj, sup),
-                        join([G.n(dy[k, j], True) for k in range(c.m)], PLUS),
-                        G.n(rec.bias_grad.reshape(-1)[j]),
-                    ],
+                    [dE(be), cat(sums, dyj, sup)]
+                    + ([join([G.n(dy[k, j], True) for k in range(c.m)], PLUS)] if c.m > 1 else [])
+                    + [G.n(rec.bias_grad.reshape(-1)[j])],
                     refs=(u(rec.index + 1, j),),
                     answer=c.answer(dE(be).text, "gradients", rec.bias_grad.reshape(-1)[j]),
                 )
