@@ -80,7 +80,12 @@ def pin_threads(n: int = BLAS_THREADS) -> str:
 
 
 # Implementations compared by the scripts: report name -> module in this folder.
-IMPL_MODULES = {"deltaprop": "deltaprop_impl", "numpy": "numpy_ref", "torch": "torch_ref"}
+IMPL_MODULES = {
+    "deltaprop": "deltaprop_impl",
+    "compiled": "deltaprop_compiled_impl",
+    "numpy": "numpy_ref",
+    "torch": "torch_ref",
+}
 
 
 def load_impls(names: Sequence[str] = tuple(IMPL_MODULES)):
@@ -305,6 +310,27 @@ def traced_peak_mib(fn: Callable[[], object], calls: int = 3) -> float:
     tracemalloc.start()
     try:
         start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(calls):
+            fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return (peak - start) / 2**20
+
+
+def held_peak_mib(build: Callable[[], Callable[[], object]], warmup: int = 3, calls: int = 3):
+    """Peak of Python-visible memory a step holds: everything allocated from building it (model,
+    optimizer state, a compiled step's buffers) to the highest point of ``calls`` calls made
+    after ``warmup`` calls (a compiled step records during its first calls)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        fn = build()
+        for _ in range(warmup):
+            fn()
+        gc.collect()
         tracemalloc.reset_peak()
         for _ in range(calls):
             fn()

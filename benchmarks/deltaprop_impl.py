@@ -9,7 +9,6 @@ there, so the benchmark measures the working tree rather than some installed cop
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from itertools import cycle
 
 import numpy as np
@@ -76,37 +75,39 @@ def param_dtypes(model) -> set[str]:
 notes: list[str] = []
 
 
-def _train(model, loss_fn, batches, lr: float, momentum: float) -> Callable[[], object]:
+def _train(model, loss_fn, batches, lr: float, momentum: float, compiled: bool = False):
+    """One training step per call, cycling over ``batches``: ``step(x, y)`` as a user writes
+    it, eager or through ``dp.compile``."""
     dtypes = param_dtypes(model)
     if dtypes != {"float32"}:  # reported under the table, not an error
         notes.append(f"deltaprop {type(model).__name__} parameters are {sorted(dtypes)}")
     opt = optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     data = cycle([(dp.from_numpy(x), dp.from_numpy(y)) for x, y in batches])
 
-    def step():
-        x, y = next(data)
+    def step(x, y):
         loss = loss_fn(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         return loss
 
-    return step
+    fn = dp.compile(step) if compiled else step
+    return lambda: fn(*next(data))
 
 
-def make_mlp_step(batches, lr: float, momentum: float):
-    return _train(mlp(), F.cross_entropy, batches, lr, momentum)
+def make_mlp_step(batches, lr: float, momentum: float, compiled: bool = False):
+    return _train(mlp(), F.cross_entropy, batches, lr, momentum, compiled)
 
 
-def make_lenet_step(batches, lr: float, momentum: float):
-    return _train(lenet5(), F.cross_entropy, batches, lr, momentum)
+def make_lenet_step(batches, lr: float, momentum: float, compiled: bool = False):
+    return _train(lenet5(), F.cross_entropy, batches, lr, momentum, compiled)
 
 
-def make_tiny_step(x: np.ndarray, y: np.ndarray, lr: float, momentum: float):
-    return _train(tiny_mlp(), F.mse_loss, [(x, y)], lr, momentum)
+def make_tiny_step(x: np.ndarray, y: np.ndarray, lr: float, momentum: float, compiled=False):
+    return _train(tiny_mlp(), F.mse_loss, [(x, y)], lr, momentum, compiled)
 
 
-def make_add_op(a: np.ndarray, b: np.ndarray):
+def make_add_op(a: np.ndarray, b: np.ndarray, compiled: bool = False):
     """``(a + b).sum().backward()``; gradients accumulate in a.grad / b.grad."""
     ta = dp.tensor(a, requires_grad=True)
     tb = dp.tensor(b, requires_grad=True)
@@ -114,10 +115,10 @@ def make_add_op(a: np.ndarray, b: np.ndarray):
     def op():
         (ta + tb).sum().backward()
 
-    return op
+    return dp.compile(op) if compiled else op
 
 
-def make_add_single_op(a: np.ndarray, b: np.ndarray):
+def make_add_single_op(a: np.ndarray, b: np.ndarray, compiled: bool = False):
     """One op: ``c = a + b; c.backward(g)`` with g of ones; gradients accumulate."""
     ta = dp.tensor(a, requires_grad=True)
     tb = dp.tensor(b, requires_grad=True)
@@ -126,10 +127,10 @@ def make_add_single_op(a: np.ndarray, b: np.ndarray):
     def op():
         (ta + tb).backward(g)
 
-    return op
+    return dp.compile(op) if compiled else op
 
 
-def make_matmul_op(a: np.ndarray, b: np.ndarray):
+def make_matmul_op(a: np.ndarray, b: np.ndarray, compiled: bool = False):
     """``(a @ b).sum().backward()``; gradients accumulate in a.grad / b.grad."""
     ta = dp.tensor(a, requires_grad=True)
     tb = dp.tensor(b, requires_grad=True)
@@ -137,7 +138,7 @@ def make_matmul_op(a: np.ndarray, b: np.ndarray):
     def op():
         (ta @ tb).sum().backward()
 
-    return op
+    return dp.compile(op) if compiled else op
 
 
 # Forward only (graph recording included, no backward): the other half of the overhead split.

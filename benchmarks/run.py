@@ -21,6 +21,7 @@ visible to it, PyTorch's allocator is not).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import subprocess
@@ -176,6 +177,68 @@ def measure_memory(workload: str, impl: str, steps: int, tune_malloc: bool) -> s
 
 
 # ---------------------------------------------------------------------------------------------
+# Targets: eager and compiled next to the references, every ratio from this run
+# ---------------------------------------------------------------------------------------------
+
+# (workload, implementation compared with, minimum speed ratio, which deltaprop column)
+TARGETS = {
+    "mlp": [("numpy", 0.95, "compiled")],
+    "lenet": [("torch", 1.0, "compiled")],
+    "tiny": [("torch", 3.0, "deltaprop"), ("numpy", 0.9, "compiled")],
+    "add1": [("numpy", 1 / 8, "deltaprop")],  # <= 8x the bare NumPy add (and <= 10 µs)
+}
+
+
+def _figure(results: dict, wname: str, impl: str, key: str) -> float | None:
+    return results.get(f"{wname}/{impl}", {}).get(key)
+
+
+def summary(results: dict, names: list[str]) -> str:
+    """Eager and compiled side by side, with the targets and whether this run meets them."""
+    rows = []
+    for wname in names:
+        w = WORKLOADS[wname]
+        sec = {
+            i: _figure(results, wname, i, "seconds_per_call")
+            for i in ("deltaprop", "compiled", "numpy", "torch")
+        }
+        goals = []
+        for ref, minimum, col in TARGETS.get(wname, []):
+            a, b = sec[col], sec[ref]
+            got = b / a if a and b else None
+            ok = got is not None and got >= minimum
+            if wname == "add1" and a is not None:
+                ok = ok and a * 1e6 <= 10.0
+            label = "eager" if col == "deltaprop" else "compiled"
+            shown = "-" if got is None else f"{got:.2f}"
+            goals.append(f"{label} vs {ref} >= {minimum:.3g}: {shown} {'yes' if ok else 'NO'}")
+        cells = [w.title]
+        for i in ("deltaprop", "compiled"):
+            s = sec[i]
+            if not s:
+                cells.append("-")
+            elif w.unit == "µs/op":
+                cells.append(f"{s * 1e6:.2f} µs")
+            else:
+                cells.append(f"{C.fmt_rate(w.items / s)} {w.unit}")
+        for ref in ("numpy", "torch"):
+            for i in ("deltaprop", "compiled"):
+                a, b = sec[i], sec[ref]
+                cells.append(f"{b / a:.2f}" if a and b else "-")
+        for i in ("deltaprop", "compiled"):
+            h = _figure(results, wname, i, "held_peak_mib")
+            cells.append("-" if h is None else f"{h:.2f}")
+        cells.append("; ".join(goals) or "-")
+        rows.append(cells)
+    headers = ["workload", "eager", "compiled", "eager / NumPy", "compiled / NumPy",
+               "eager / PyTorch", "compiled / PyTorch", "held MiB eager", "held MiB compiled",
+               "targets (this run)"]  # fmt: skip
+    return "Eager and compiled (speed ratios: above 1 is faster than the reference)\n\n" + (
+        C.markdown_table(headers, rows)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Main run
 # ---------------------------------------------------------------------------------------------
 
@@ -186,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="short timings (under a minute)")
     parser.add_argument("--only", help="comma-separated workloads: " + ",".join(WORKLOADS))
-    parser.add_argument("--impls", default="deltaprop,numpy,torch", help="comma-separated")
+    parser.add_argument(
+        "--impls",
+        default="deltaprop,compiled,numpy,torch",
+        help="comma-separated: deltaprop (eager), compiled (dp.compile), numpy, torch",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the child-process ΔRSS")
     parser.add_argument(
         "--tune-malloc", action="store_true", help="apply deltaprop._malloc.tune_malloc() first"
@@ -259,7 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         timed = C.compare(fns, **timing)
         base = {k: timed[k].median for k in ("numpy", "torch") if k in timed}
         for iname, r in timed.items():
-            traced = "n/a" if iname == "torch" else f"{C.traced_peak_mib(fns[iname], 2):.1f}"
+            traced = held = "n/a"
+            if iname != "torch":
+                traced = f"{C.traced_peak_mib(fns[iname], 2):.1f}"
+                held_mib = C.held_peak_mib(functools.partial(w.build, impls[iname], data))
+                held = f"{held_mib:.2f}"
+                results.setdefault(f"{wname}/{iname}", {})["held_peak_mib"] = held_mib
             # --quick skips the child processes for the two single-op workloads (seconds each).
             skip_mem = args.no_memory or (args.quick and w.unit == "µs/op")
             mem = "-" if skip_mem else measure_memory(wname, iname, mem_steps, args.tune_malloc)
@@ -274,14 +346,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{100 * r.spread:.0f}%",
                     mem,
                     traced,
+                    held,
                 ]
             )
-            results[f"{wname}/{iname}"] = {
-                "seconds_per_call": r.median,
-                "samples": r.samples,
-                "metric": metric(w, r.median),
-                "unit": w.unit,
-            }
+            results.setdefault(f"{wname}/{iname}", {}).update(
+                seconds_per_call=r.median,
+                samples=r.samples,
+                metric=metric(w, r.median),
+                unit=w.unit,
+                noise=r.spread,
+            )
         print(f"[{wname} done]", file=sys.stderr, flush=True)
 
     headers = [
@@ -293,13 +367,18 @@ def main(argv: list[str] | None = None) -> int:
         "noise",
         "ΔRSS MiB",
         "step allocs MiB",
+        "held at peak MiB",
     ]
     print(C.markdown_table(headers, rows))
     print()
     print(
         "speed vs X = X's time per step / this time per step (above 1: faster than X). "
-        "noise = (max - min) / median over the timed blocks."
+        "noise = (max - min) / median over the timed blocks. step allocs = peak allocated "
+        "during two steps above what was held before them; held at peak = everything the step "
+        "holds at its highest point (model, optimizer state, buffers, working set; tracemalloc)."
     )
+    print()
+    print(summary(results, names))
     if "mlp" in names:
         flops = mlp_step_flops()
         print()

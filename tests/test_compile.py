@@ -360,3 +360,34 @@ def test_disable_and_bad_arguments():
         dp.compile(3)
     with pytest.raises(ValueError, match="cache_size_limit"):
         dp.compile(lambda x: x, cache_size_limit=0)
+
+
+def test_ops_after_backward_and_a_metric_result():
+    """Ops that run after ``backward()`` (a metric computed under no_grad) are replayed too."""
+    (m1, o1, s1, _), (m2, o2, _, _) = twins(
+        mlp_dropout, lambda p: optim.SGD(p, lr=0.1), F.cross_entropy
+    )
+
+    def make(model, opt):
+        def step(x, y):
+            opt.zero_grad()
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            with dp.no_grad():
+                margin = (out * out).mean()
+            return loss, margin
+
+        return step
+
+    eager, compiled = make(m1, o1), dp.compile(make(m2, o2))
+    data = batches(3, (16, 20), classes=5)
+    for i in range(8):
+        dp.manual_seed(i)
+        a = eager(*data[i % 3])
+        dp.manual_seed(i)
+        b = compiled(*data[i % 3])
+        assert all(np.array_equal(u.data, v.data) for u, v in zip(a, b))
+    assert compiled.replays == 6
+    assert_same_state(m1, m2, o1, o2)

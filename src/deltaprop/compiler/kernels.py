@@ -53,11 +53,11 @@ class LinearKernel:
 
     def backward(self, g: np.ndarray) -> tuple:
         needs = self.needs
-        gx = None
-        if needs[0]:
-            gx = np.matmul(g, self.w.data, out=self.gx) if self.scratch_gx else g @ self.w.data
         gw = g.T @ self.x.data if needs[1] else None
         gb = g.sum(axis=0) if needs[2] else None
+        gx = None
+        if needs[0]:  # last: it may overwrite x, which nothing reads any more
+            gx = np.matmul(g, self.w.data, out=self.gx) if self.scratch_gx else g @ self.w.data
         return gx, gw, gb
 
 
@@ -115,14 +115,6 @@ class SGDKernel:
 
     def __init__(self, opt: Any) -> None:
         self.opt = opt
-        self.scratch: dict[tuple, np.ndarray] = {}
-
-    def _buffer(self, g: np.ndarray) -> np.ndarray:
-        key = (g.shape, g.dtype)
-        s = self.scratch.get(key)
-        if s is None:
-            s = self.scratch[key] = np.empty_like(g)
-        return s
 
     def __call__(self) -> None:
         opt = self.opt
@@ -147,10 +139,11 @@ class SGDKernel:
                     return
                 work.append((p.data, grad.data, buf.data, lr, momentum))
         opt._step_called = True
+        scratch = opt._scratch  # the optimizer's own reused buffers
         for d, g, b, lr, momentum in work:
             b *= momentum
             b += g
-            d -= np.multiply(b, lr, out=self._buffer(b))
+            d -= np.multiply(b, lr, out=scratch(b))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,7 +225,15 @@ def select_kernels(rec: Any, sources: list, outs: list[Tensor], plans: list, pin
             k.scratch_gx = isinstance(receiver(j), LinearKernel)
     for j, k in enumerate(kernels):
         if isinstance(k, LinearKernel) and k.gx is not None:
-            k.scratch_gx = isinstance(receiver(j), (LinearKernel, TanhKernel, ReluKernel))
+            r = receiver(j)
+            k.scratch_gx = isinstance(r, (LinearKernel, TanhKernel, ReluKernel))
+            src = sources[j][0][1]
+            if isinstance(r, ReluKernel) and readers[src] == 1 and src not in pinned:
+                # x is a ReLU's output (with the fused linear + ReLU: the previous layer's GEMM
+                # buffer) read by this layer only; the ReLU's backward needs just its mask, so
+                # once this layer's weight gradient is computed its buffer takes the input
+                # gradient (which the ReLU then masks in place)
+                k.gx = r.y
     return kernels
 
 

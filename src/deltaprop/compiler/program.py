@@ -234,9 +234,12 @@ class Program:
                 o.fn._y = outs[j].data
         self.result = _result_template(result, wiring)
         plans = [_walk_plan(rec, wiring, sources, i) for i in range(len(rec.backwards))]
-        pinned = _pinned(self.result, plans)
+        self.pinned = pinned = _pinned(self.result, plans)
         self.kernels = select_kernels(rec, sources, outs, plans, pinned)
         self.buffered = {j for j, k in enumerate(self.kernels) if k is not None}
+        for j, k in enumerate(self.kernels):
+            if k is not None:  # its saved arrays from the recording are not needed
+                _drop_saved(rec.ops[j].fn, rec.ops[j].init)()
         steps: list[Callable[[], None]] = []
         for kind, i in rec.events:
             if kind == "op":
@@ -280,10 +283,17 @@ class Program:
         n = len(rec.ops)
         n_slots = n + len(wp.leaves)
         kernels = self.kernels
+        after = self._releases(rec, wp)
         plan = [
-            (kernels[j].backward if kernels[j] is not None else rec.ops[j].fn.backward, j, tg)
-            for j, tg in wp.steps
+            (
+                kernels[j].backward if kernels[j] is not None else rec.ops[j].fn.backward,
+                j,
+                tg,
+                after[pos],
+            )
+            for pos, (j, tg) in enumerate(wp.steps)
         ]
+        at_end = after[-1] if len(after) > len(wp.steps) else None
         live_leaves = [s[1] if s[0] == "ext" else None for s in wp.leaves]
         arg_leaves = [(i, s[1]) for i, s in enumerate(wp.leaves) if s[0] == "arg"]
         root_grad = _autograd._root_grad
@@ -293,13 +303,17 @@ class Program:
             g = given if gsrc is None or gsrc[0] != "arg" else self.current[gsrc[1]]
             G: list[Any] = [None] * n_slots
             G[root_j] = root_grad(root, g, False)
-            for backward, j, targets in plan:
+            for backward, j, targets, release in plan:
                 gs = backward(G[j])
                 G[j] = None
                 for gi, tg in zip(gs, targets):
                     if tg is not None and gi is not None:
                         old = G[tg]
                         G[tg] = gi if old is None else old + gi
+                if release is not None:
+                    release()
+            if at_end is not None:
+                at_end()
             leaves = live_leaves
             if arg_leaves:
                 leaves = list(live_leaves)
@@ -308,6 +322,41 @@ class Program:
             store_leaf_grads(leaves, G[n:])
 
         return run
+
+    def _releases(self, rec: Record, wp: WalkPlan) -> list:
+        """What to free after each step of the walk, as the engine frees a Function after its
+        backward: an op's saved arrays (what its forward set) once its backward has run, an
+        op's output once the last backward reading it has run. Kernels keep their buffers.
+        The extra last entry frees what no backward reads."""
+        kernels, n = self.kernels, len(rec.ops)
+        todo: list[list[Callable[[], None]]] = [[] for _ in range(len(wp.steps) + 1)]
+        if len(rec.backwards) != 1:
+            return [None] * len(todo)
+        first_after = rec.events.index(("backward", 0))
+        ops_after = {i for kind, i in rec.events[first_after:] if kind == "op"}
+        index = {id(t): i for i, t in enumerate(self.outs)}
+        pos_of = {j: pos for pos, (j, _) in enumerate(wp.steps)}
+        last = [-1] * n  # the last walk position reading each op's output
+        keep = set(self.pinned)  # read by an op that runs after the backward pass
+        for j, o in enumerate(rec.ops):
+            for t in o.fn.inputs:
+                i = index.get(id(t))
+                if i is None:
+                    continue
+                if j in ops_after:
+                    keep.add(i)
+                if j in pos_of:
+                    last[i] = max(last[i], pos_of[j])
+            if j in pos_of:
+                last[j] = max(last[j], pos_of[j])
+        for j, pos in pos_of.items():
+            fn = rec.ops[j].fn
+            if kernels[j] is None:
+                todo[pos].append(_drop_saved(fn, rec.ops[j].init))
+        for i, out in enumerate(self.outs):
+            if kernels[i] is None and i not in keep and i not in ops_after:
+                todo[last[i] if last[i] >= 0 else -1].append(_drop_data(out))
+        return [_sequence(fs) for fs in todo]
 
     # -- guards and replay ---------------------------------------------------------------------
     def matches(self) -> bool:
@@ -327,6 +376,34 @@ class Program:
             step()
         self.current = []
         return _build_result(self.result, self.outs, args, self.buffered)
+
+
+def _drop_saved(fn: Function, init: dict) -> Callable[[], None]:
+    """Free what ``fn.forward`` saved (its constructor's attributes stay)."""
+    keys = [k for k in fn.__dict__ if k not in init and k != "backward"]
+    d = fn.__dict__
+
+    def drop() -> None:
+        fn._y = None
+        for k in keys:
+            d.pop(k, None)
+
+    return drop
+
+
+def _drop_data(t: Tensor) -> Callable[[], None]:
+    def drop() -> None:
+        t.data = None
+
+    return drop
+
+
+def _sequence(fs: list[Callable[[], None]]) -> Callable[[], None] | None:
+    if not fs:
+        return None
+    if len(fs) == 1:
+        return fs[0]
+    return lambda: [f() for f in fs] and None
 
 
 class WalkPlan:
