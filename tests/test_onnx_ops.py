@@ -121,6 +121,17 @@ OPS = [
         None,
     ),
     (
+        "reshape-batch-merged",  # the batch flattened with the axes behind it, then split again
+        lambda x, w: (
+            (x.reshape(-1, 4) @ w).reshape(x.shape[0], 3, 4)
+            + x.reshape(-1).reshape(x.shape[0], -1).reshape(x.shape)
+            + x.reshape(x.shape[0] * 3, 2, 2).unsqueeze(0).squeeze(0).reshape(x.shape)
+        ),
+        [(4, 4)],
+        (3, 4),
+        None,
+    ),
+    (
         "conv-stride-dilation",
         lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=(1, 2), dilation=(2, 1)),
         [(4, 2, 3, 3), (4,)],
@@ -418,6 +429,15 @@ def test_where_with_a_condition_from_the_input_is_refused():
     model = Fn(lambda x, w: dp.where(x > 0, x * w, 0.0), (3,))
     with pytest.raises(ExportError, match="comparisons are not recorded"):
         export_bytes(model, np.ones((2, 3), np.float32), dynamic_axes={"input": [0]})
+
+
+def test_reshape_that_cannot_keep_the_batch_free_is_refused():
+    model = Fn(lambda x, w: dp.cat([x, x * w], 0).reshape(-1), (3,))  # sliced/concatenated batch
+    with pytest.raises(ExportError, match="cannot be followed"):
+        export_bytes(model, np.ones((2, 3), np.float32), dynamic_axes={"input": [0]})
+    model = Fn(lambda x, w: (x * w).reshape(-1), (3, 4))  # two dynamic axes merged
+    with pytest.raises(ExportError, match="moves several dynamic axes"):
+        export_bytes(model, np.ones((2, 3, 4), np.float32), dynamic_axes={"input": [0, 1]})
 
 
 def test_boolean_mask_indexing_is_refused():

@@ -19,29 +19,47 @@ import numpy as np
 MIN_OPSET, MAX_OPSET = 13, 21
 
 
+@dataclass(frozen=True)
+class Dim:
+    """A dynamic axis whose length is ``minor`` times the symbol ``name`` (the symbol varying
+    slowest, as after flattening the batch with the axes behind it); ``minor`` None: another
+    function of it (after a slice or a concatenation along it)."""
+
+    name: str | None
+    minor: int | None = 1
+
+    @property
+    def symbol(self) -> str | None:
+        """The name to write into the graph's shapes (None: a dimension without a name)."""
+        return self.name if self.minor == 1 else None
+
+
+OPAQUE = Dim(None, None)
+
+
 @dataclass
 class Value:
-    """One tensor of the graph: ``dyn`` maps each dynamic axis to its symbolic name (or None)."""
+    """One tensor of the graph: ``dyn`` maps each dynamic axis to its :class:`Dim`."""
 
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype
-    dyn: dict[int, str | None] = field(default_factory=dict)
+    dyn: dict[int, Dim] = field(default_factory=dict)
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
 
 
-def broadcast_dyn(values: list[Value], ndim: int) -> dict[int, str | None]:
+def broadcast_dyn(values: list[Value], ndim: int) -> dict[int, Dim]:
     """Dynamic axes of a NumPy-broadcast result of ``ndim`` dims (inputs aligned on the right)."""
-    dyn: dict[int, str | None] = {}
+    dyn: dict[int, Dim] = {}
     for v in values:
         lead = ndim - v.ndim
-        for axis, sym in v.dyn.items():
+        for axis, d in v.dyn.items():
             out = lead + axis
-            if out not in dyn or dyn[out] is None:
-                dyn[out] = sym
+            if out not in dyn or (dyn[out].symbol is None and d.symbol is not None):
+                dyn[out] = d
     return dyn
 
 

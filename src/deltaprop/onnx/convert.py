@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from deltaprop.errors import ExportError
-from deltaprop.onnx.builder import GraphBuilder, Value, broadcast_dyn
+from deltaprop.onnx.builder import OPAQUE, Dim, GraphBuilder, Value, broadcast_dyn
 from deltaprop.ops import activation as act
 from deltaprop.ops import conv, dropout, elementwise, linear, matmul, norm, pool, reduce, shape
 from deltaprop.ops.common import conv_output_size
@@ -29,7 +29,7 @@ _GELU_K = 0.044715
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-def _out(b: GraphBuilder, name: str, y: np.ndarray, dyn: dict[int, str | None]) -> Value:
+def _out(b: GraphBuilder, name: str, y: np.ndarray, dyn: dict[int, Dim]) -> Value:
     return Value(name, tuple(y.shape), y.dtype, dyn)
 
 
@@ -212,7 +212,7 @@ def _conv(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
         dilations=list(fn.dilation),
         group=int(fn.groups),
     )
-    return _out(b, name, y, {a: (s if a == 0 else None) for a, s in x.dyn.items() if a != 1})
+    return _out(b, name, y, {a: (s if a == 0 else OPAQUE) for a, s in x.dyn.items() if a != 1})
 
 
 def _pool_attrs(fn: Any, x: Value) -> dict[str, Any]:
@@ -233,8 +233,8 @@ def _pool_attrs(fn: Any, x: Value) -> dict[str, Any]:
     }
 
 
-def _pool_dyn(x: Value) -> dict[int, str | None]:
-    return {a: (s if a < 2 else None) for a, s in x.dyn.items()}
+def _pool_dyn(x: Value) -> dict[int, Dim]:
+    return {a: (s if a < 2 else OPAQUE) for a, s in x.dyn.items()}
 
 
 def _max_pool(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
@@ -359,38 +359,49 @@ def _var_std(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value
 # ----------------------------------------------------------------------------------------------
 
 
-def reshape_target(x: Value, out_shape: tuple[int, ...]) -> tuple[list[int], dict]:
+def reshape_target(x: Value, out_shape: tuple[int, ...]) -> tuple[list[int], dict[int, Dim]]:
     """The ONNX ``Reshape`` target for ``x -> out_shape`` that keeps dynamic axes free.
 
     A dynamic axis whose leading dims are unchanged stays where it is (target 0: "copy the
-    input's dim"); one other dynamic axis may move or merge into one output axis (target -1).
+    input's dim"). One other dynamic axis may move, merge with the axes behind it or split off
+    again (target -1): the output axis that takes it is the one in which the symbol's step (the
+    elements per unit of the symbol) falls.
     """
     target = list(out_shape)
-    dyn: dict[int, str | None] = {}
+    dyn: dict[int, Dim] = {}
     moved = []
-    for axis, sym in sorted(x.dyn.items()):
+    for axis, d in sorted(x.dyn.items()):
         if axis < len(out_shape) and x.shape[: axis + 1] == tuple(out_shape[: axis + 1]):
             target[axis] = 0
-            dyn[axis] = sym
+            dyn[axis] = d
         else:
-            moved.append((axis, sym))
+            moved.append((axis, d))
     if len(moved) > 1:
         raise ExportError(
             f"a reshape from {x.shape} to {out_shape} moves several dynamic axes "
-            f"({[a for a, _ in moved]}); only one can be inferred in ONNX"
+            f"({[a for a, _ in moved]}); ONNX can infer only one"
         )
-    for axis, sym in moved:
-        inner = int(np.prod(x.shape[axis + 1 :]))  # elements per step along the dynamic axis
+    for axis, d in moved:
+        if d.minor is None:
+            raise ExportError(
+                f"a reshape from {x.shape} to {out_shape} moves dynamic axis {axis}, whose length "
+                "was sliced or concatenated: its layout cannot be followed"
+            )
+        step = d.minor * int(np.prod(x.shape[axis + 1 :]))  # elements per unit of the symbol
         for j in range(len(out_shape) - 1, -1, -1):
             below = int(np.prod(out_shape[j + 1 :]))
-            if below <= inner < below * out_shape[j] or (below == inner and j == 0):
+            if below <= step < below * out_shape[j] or (j == 0 and below <= step):
+                if step % below:
+                    break  # the symbol's step straddles two output axes
                 target[j] = -1
-                same = below == inner and out_shape[j] == x.shape[axis]
-                dyn[j] = sym if same else None
+                n = x.shape[axis] // d.minor  # the symbol's value in the traced run
+                whole = out_shape[j] * below == step * n  # nothing static above it in axis j
+                dyn[j] = Dim(d.name, step // below) if whole else OPAQUE
                 break
-        else:
+        if target.count(-1) != 1:
             raise ExportError(
-                f"a reshape from {x.shape} to {out_shape} drops the dynamic axis {axis}"
+                f"a reshape from {x.shape} to {out_shape} splits dynamic axis {axis} across "
+                "output axes; reshape so that it stays within one axis"
             )
     return target, dyn
 
@@ -421,7 +432,7 @@ def _concat_dyn(ins: list[Value], axis: int) -> dict:
                                                           if a != axis}) for v in ins],
                         ins[0].ndim)  # fmt: skip
     if any(axis in v.dyn for v in ins):
-        dyn[axis] = None
+        dyn[axis] = OPAQUE
     return dyn
 
 
@@ -507,7 +518,7 @@ def _getitem(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value
         name = b.unsqueeze(name, new_axes)
     if name == x.name:
         name = b.node("Identity", [name])
-    dyn = {kept[a][0]: (s if kept[a][1] else None) for a, s in x.dyn.items() if a in kept}
+    dyn = {kept[a][0]: (s if kept[a][1] else OPAQUE) for a, s in x.dyn.items() if a in kept}
     return _out(b, name, y, dyn)
 
 

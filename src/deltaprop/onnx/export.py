@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from deltaprop.errors import ExportError
-from deltaprop.onnx.builder import MAX_OPSET, MIN_OPSET, GraphBuilder, Value
+from deltaprop.onnx.builder import MAX_OPSET, MIN_OPSET, Dim, GraphBuilder, Value
 from deltaprop.onnx.convert import CONVERTERS
 from deltaprop.tensor import Tensor, _make, enable_grad
 
@@ -398,7 +398,8 @@ def _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opse
     b.names = state
     values: dict[int, Value] = {}  # id(Function) for op outputs, id(Tensor) for leaves
     for name, t in zip(in_names, inputs):
-        values[id(t)] = Value(name, tuple(t.shape), t.dtype, dict(axes.get(name, {})))
+        dyn = {a: Dim(sym) for a, sym in axes.get(name, {}).items()}
+        values[id(t)] = Value(name, tuple(t.shape), t.dtype, dyn)
     input_data = {id(t.data): values[id(t)] for t in inputs}
 
     def leaf(t: Tensor) -> Value:
@@ -447,8 +448,8 @@ def _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opse
         else:
             b.node("Identity", [renames.get(v.name, v.name)], out=name)
         dims: list[Any] = list(v.shape)
-        for axis, sym in v.dyn.items():
-            dims[axis] = sym
+        for axis, d in v.dyn.items():
+            dims[axis] = d.symbol
         for axis, sym in axes.get(name, {}).items():
             dims[axis] = sym
         graph_outputs.append(helper.make_tensor_value_info(name, _elem(helper, v.dtype), dims))
