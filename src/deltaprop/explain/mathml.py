@@ -56,11 +56,27 @@ class _Parser:
             if t.group(5) == "}" and closing == "}":
                 self.take()
                 return out
+            if t.group(5) == "-" and self._signed(out):
+                self.take()
+                out.append(self.scripts((f"<mn>−{self.take().group(2)}</mn>", "atom")))
+                continue
             node = self.atom()
             if node is None:
                 continue
             out.append(self.scripts(node))
         return out
+
+    def _signed(self, out: list[tuple[str, str]]) -> bool:
+        """A minus sign that belongs to the number after it (a negative number, not an
+        operation): at the start, after an opening bracket, a comma or an operator."""
+        nxt = self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
+        if nxt is None or nxt.group(2) is None:
+            return False
+        return (
+            not out
+            or out[-1][1] == "op"
+            or out[-1][0] in ("<mo>(</mo>", "<mo>[</mo>", "<mo>,</mo>")
+        )
 
     def group(self) -> str:
         """The next argument: a braced group or one token."""

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import html
 
-import numpy as np
-
 from deltaprop.explain.blocks import edge_ref, layer_ref, unit_ref
 from deltaprop.explain.notation import Fmt
 from deltaprop.explain.records import NetworkRecord, StepRecord
@@ -110,6 +108,11 @@ class Picture:
             elif self.columns[a] and self.columns[b]:  # elementwise layers: one to one
                 for j in range(len(self.columns[b])):
                     edges.append(self._edge(a, j, b, j, "", unit_ref(b, j), False))
+                x, _ = self._pos(b, 0)
+                nodes.append(
+                    f'<text x="{x - _DX / 2:.1f}" y="{_TOP - 14}" text-anchor="middle" '
+                    f'class="v">{_e(rec.type)}</text>'
+                )
             else:
                 edges.append(self._box_edges(a, b))
         for col, names in enumerate(self.columns):
@@ -124,7 +127,7 @@ class Picture:
         x1, y1 = self._pos(a, i)
         x2, y2 = self._pos(b, j)
         x1, x2 = x1 + _R, x2 - _R
-        t = 0.28 if i % 2 == 0 else 0.42
+        t = 0.28 if (i + j) % 2 == 0 else 0.62  # staggered, so that crossing labels part
         lx, ly = x1 + (x2 - x1) * t, y1 + (y2 - y1) * t
         out = f'<g data-ref="{ref}"><line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}"/>'
         if label:
@@ -196,8 +199,3 @@ class Picture:
             f'<g data-ref="{unit_ref(col, j)}"{cls}><circle cx="{x:.1f}" cy="{y:.1f}" r="{_R}"/>'
             f'<text x="{x:.1f}" y="{y + 5:.1f}" text-anchor="middle">{_e(name)}</text>{text}</g>'
         )
-
-
-def sample_values(arr: np.ndarray) -> np.ndarray:
-    """The first sample's values as a flat vector."""
-    return arr.reshape(arr.shape[0], -1)[0]
