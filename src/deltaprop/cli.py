@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # (train --nproc reruns it)
     try:
         return int(args.func(args) or 0)
     except InputError as e:  # CommandError and every other user-input error: one sentence

@@ -149,7 +149,12 @@ def _add_train(subparsers: Any) -> None:
     model.add_argument("--dropout", type=_probability, help="dropout after hidden layers")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=_positive_int)
-    opt.add_argument("--batch-size", type=_positive_int)
+    opt.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help="samples per batch in each process (with --nproc N or mpirun -n N, the global "
+        "batch is N times it)",
+    )
     opt.add_argument("--optimizer", choices=OPTIMIZERS, help="(default: adam)")
     opt.add_argument("--lr", type=_positive_float, help="learning rate")
     opt.add_argument("--momentum", type=_non_negative_float, help="sgd and rmsprop only")
@@ -164,6 +169,12 @@ def _add_train(subparsers: Any) -> None:
     )
     run.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    run.add_argument(
+        "--nproc",
+        type=_positive_int,
+        help="train on N processes of this machine (data parallel, through MPI: starts mpirun "
+        "itself; on several machines run mpirun -n N deltaprop train ... instead)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
@@ -210,9 +221,38 @@ def _default_out(settings: Any) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``deltaprop train``: returns 0; 3 when the loss or a gradient became NaN/infinite (the
-    last good checkpoint kept); 130 when stopped by Ctrl-C (checkpoint saved)."""
+    last good checkpoint kept); 130 when stopped by Ctrl-C (checkpoint saved).
+
+    ``--nproc N`` (N > 1) runs the same command on N processes through ``mpirun``; a process
+    started by ``mpirun`` joins the others (see :mod:`deltaprop.distributed.training`).
+    """
+    from deltaprop.distributed import is_mpi_launched
+    from deltaprop.distributed.training import finish, join_mpirun_world, launch
+
+    if args.nproc is not None and is_mpi_launched():
+        raise CommandError(
+            "--nproc starts mpirun itself; under mpirun leave it out (mpirun -n N sets the "
+            "number of processes)"
+        )
+    if args.nproc is not None and args.nproc > 1:
+        argv = getattr(args, "argv", None)
+        return launch(args.nproc, argv if argv is not None else sys.argv[1:])
+    world = join_mpirun_world()
+    if world is None:
+        return _train(args)
+    try:
+        status = _train(args)
+    except InputError as e:  # one sentence, from the rank that found it
+        print(f"deltaprop train: error: (rank {world.rank}) {_sentence(e)}", file=sys.stderr)
+        status = 2
+    return finish(world, status)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from deltaprop.distributed.training import current_world
     from deltaprop.training.trainer import TrainingInterrupted, train
 
+    writer = current_world() is None or current_world().is_writer
     settings = settings_from_args(args)
     if args.resume and not args.out:
         raise CommandError("--resume needs --out, the directory of the run to continue")
@@ -226,13 +266,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             plots=not args.no_plots,
         )
     except TrainingInterrupted as e:
-        print(f"{e}\nresume with: deltaprop train --out {out} --resume", file=sys.stderr)
+        if writer:
+            print(f"{e}\nresume with: deltaprop train --out {out} --resume", file=sys.stderr)
         return 130
     except DivergenceError as e:  # the settings were valid; training blew up (exit status 3)
         print(f"deltaprop train: error: {_sentence(e)}", file=sys.stderr)
         return 3
     except InputError as e:
         raise CommandError(_sentence(e)) from None
+    if not writer:
+        return 0
     total = len(result.predictions) if result.predictions is not None else 0
     correct = round(result.test_acc * total)
     print(f"test accuracy: {result.test_acc:.2%} ({correct}/{total})")

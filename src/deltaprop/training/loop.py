@@ -29,7 +29,8 @@ data-parallel run but one) trains without writing checkpoints, metrics or messag
 ``sampler`` replaces the shuffled order of the training set (e.g. by each process's share);
 ``grad_hook(run)`` runs after each backward pass, before the gradients are checked and applied
 (e.g. to average them across processes); ``step_fn(x, y)``, when given, replaces the
-forward-loss-backward of a batch and returns ``(loss, logits)``.
+forward-loss-backward of a batch and returns ``(loss, logits)``; ``evaluate(model, X, y)``
+replaces :func:`evaluate_model` for the end-of-epoch test (e.g. split over processes).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class TrainingRun:
         echo: where the one-line epoch summaries go (``print`` by default).
         on_batch_end: called with the run after every optimizer step (tests use it to
             simulate an interrupt with :meth:`request_stop`).
-        is_writer, sampler, grad_hook, step_fn: see the module docstring.
+        is_writer, sampler, grad_hook, step_fn, evaluate: see the module docstring.
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class TrainingRun:
         sampler: Any = None,
         grad_hook: Callable[[TrainingRun], None] | None = None,
         step_fn: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+        evaluate: Callable[..., tuple[float, float, np.ndarray]] | None = None,
     ) -> None:
         import deltaprop as dp
         from deltaprop.data import DataLoader, TensorDataset
@@ -155,6 +157,10 @@ class TrainingRun:
         self.is_writer = is_writer
         self.grad_hook = grad_hook
         self.step_fn = step_fn
+        self.evaluate = evaluate if evaluate is not None else evaluate_model
+        # set when resuming with another number of processes: their shares of an epoch differ,
+        # so an epoch interrupted in the middle restarts from its first batch
+        self.resume_epoch_start = False
         self.X_test, self.y_test = X_test, y_test
         dp.manual_seed(int(settings.seed))
         self.model = build_sequential(layers)
@@ -203,6 +209,8 @@ class TrainingRun:
         """
         import deltaprop as dp
 
+        if self.resume_epoch_start and isinstance(state, dict) and "partial" in state:
+            state = {**state, "partial": _EpochProgress().to_dict()}
         _check_training_state(state, self, where)
         self.model.load_state_dict(state["model"])
         try:  # the optimizer and scheduler check their own state dicts (ValueError, KeyError)
@@ -295,6 +303,8 @@ class TrainingRun:
         from deltaprop.nn import functional as F
 
         progress = self.partial
+        if hasattr(self.loader.sampler, "set_epoch"):  # a new share of the data each epoch
+            self.loader.sampler.set_epoch(self.epoch)
         if progress.batch == 0:
             self.epoch_shuffle_state = self.shuffle_generator.bit_generator.state
         else:  # resuming mid-epoch: replay this epoch's order, skip the batches already done
@@ -407,7 +417,7 @@ class TrainingRun:
         start = time.perf_counter() - progress.seconds
         lr = self.lr
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            test_loss, test_acc, _ = evaluate_model(self.model, self.X_test, self.y_test)
+            test_loss, test_acc, _ = self.evaluate(self.model, self.X_test, self.y_test)
         if not math.isfinite(test_loss) and len(self.y_test):
             self._diverged(f"the test loss became {test_loss} at the end of epoch {self.epoch + 1}")
         if self.scheduler is not None:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.distributed.training import current_world
 from deltaprop.errors import DatasetError, TrainingError, TrainingInterrupted
 from deltaprop.training.factories import (
     Normalizer,
@@ -123,6 +124,9 @@ def train(
     """
     out = Path(out)
     config_path = out / CONFIG_FILE
+    world = current_world()  # several processes (mpirun): rank 0 writes, all train
+    if world is not None and not world.is_writer:
+        progress, plots, echo = False, False, _silent
     if resume:
         if out.exists() and not out.is_dir():
             raise TrainingError(f"cannot resume: --out {str(out)!r} is a file, not a run directory")
@@ -168,11 +172,14 @@ def train(
         "normalize": normalizer.to_dict(),
         "versions": versions(),
         "command": list(sys.argv),
+        "world_size": world.size if world is not None else 1,
     }
     if resume:  # keep the command that started the run; list the resumptions after it
         config["command"] = saved.get("command", config["command"])
         config["resumed_with"] = [*saved.get("resumed_with", []), list(sys.argv)]
     check_output_dir(out, "--out", TrainingError)
+    if world is not None:
+        on_batch_end = world.on_batch_end(on_batch_end)
     run = TrainingRun(
         settings,
         layers,
@@ -184,14 +191,23 @@ def train(
         progress=progress,
         echo=echo,
         on_batch_end=on_batch_end,
+        is_writer=world is None or world.is_writer,
+        sampler=world.sampler(len(splits.y_train), settings.seed) if world is not None else None,
+        evaluate=world.evaluate if world is not None else None,
     )
+    if resume and saved.get("world_size", 1) != config["world_size"]:
+        run.resume_epoch_start = True  # the epochs are shared out differently now
     if resume and run.resume(warn=echo) is not None:
         if run.scheduler is not None and settings.scheduler == "cosine":
             run.scheduler.T_max = int(settings.epochs)
         echo(f"resuming run {out}: {_position(run)}")
     elif resume:
         echo(f"{out} has no checkpoint yet (stopped during epoch 1): starting it again")
-    _write_json(config_path, config)
+    if world is not None:
+        world.attach(run)  # after resuming: every rank starts from rank 0's state
+        world.barrier()  # every rank has checked the run directory before rank 0 writes
+    if world is None or world.is_writer:
+        _write_json(config_path, config)
 
     n_params = sum(int(p.data.size) for p in run.model.parameters())
     if run.epoch == 0 and run.partial.batch == 0:
@@ -208,11 +224,15 @@ def train(
         if plots and run.history:
             _safe_plots(run, splits, config, None)
         raise
-    _, test_acc, predictions = evaluate_model(run.model, X_test, splits.y_test)
+    _, test_acc, predictions = run.evaluate(run.model, X_test, splits.y_test)
     result = RunResult(out, history, test_acc, config, run.model, predictions)
     if plots:
         result.plots = _safe_plots(run, splits, config, predictions)
     return result
+
+
+def _silent(message: str) -> None:
+    """The messages of every process but rank 0 of a data-parallel run."""
 
 
 def _position(run: TrainingRun) -> str:

@@ -93,6 +93,11 @@ class DistributedDataParallel(Module):
 
     Attributes: ``module`` (the wrapped model; its ``state_dict()`` has no ``module.`` prefix).
 
+    The averaging lives in hooks on the parameters, so it also happens when ``module`` is
+    called directly instead of through the wrapper (as the training application does, to keep
+    its checkpoints free of the ``module.`` prefix); every backward pass is then one step, and
+    neither the buffer broadcast nor ``find_unused_parameters`` applies.
+
     Example (run as ``mpirun -n 2 python train.py``)::
 
         dist.init_process_group("mpi")
@@ -158,8 +163,9 @@ class DistributedDataParallel(Module):
                 self._handles.append(p.register_post_accumulate_grad_hook(self._grad_ready))
         self._requests: list[Any] = []
         self._next_bucket = 0  # the next bucket to start (strictly in order)
-        self._started = False  # a reduction began in this iteration (some gradient arrived)
-        self._reduced = False  # this iteration's reduction is complete
+        self._started = False  # a reduction is under way (some gradient arrived)
+        self._reduced = False  # a reduction completed since the last forward
+        self._via_wrapper = False  # the model is called through this wrapper (not directly)
         self._unused: list[Any] = []  # find_unused_parameters: the unused ones of this forward
         self._wait_seconds = 0.0  # time spent waiting for the reduction (not overlapped)
         self._reductions = 0
@@ -195,6 +201,7 @@ class DistributedDataParallel(Module):
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, *inputs: Any, **kwargs: Any) -> Any:
+        self._via_wrapper = True
         self._prepare_for_backward()
         grad_on = is_grad_enabled()
         if self.broadcast_buffers and grad_on and self.training and self.world_size > 1:
@@ -214,7 +221,7 @@ class DistributedDataParallel(Module):
 
     def _prepare_for_backward(self) -> None:
         """A new iteration: every bucket waits for all its gradients again."""
-        if self._started and not self._reduced:
+        if self._started:
             self._raise_unfinished()
         self._started = self._reduced = False
         for bucket in self._buckets:
@@ -248,11 +255,17 @@ class DistributedDataParallel(Module):
         if not self.require_backward_grad_sync:
             return
         bucket, i = self._where[id(p)]
+        if self._reduced and not self._via_wrapper:
+            self._reduced = False  # the module is called directly: each backward is a new step
         if bucket.ready[i] or self._reduced:
+            unused = "" if self._via_wrapper else (
+                " or a parameter received no gradient in the previous backward pass, which then "
+                "never finished reducing"
+            )  # fmt: skip
             raise RuntimeError(
                 f"DistributedDataParallel: the gradient of {bucket.names[i]} arrived twice in one "
-                "iteration (backward run twice after one forward?); run every backward but the "
-                "last inside no_sync(), or call the model again before each backward"
+                f"iteration (backward run twice after one forward?{unused}); run every backward "
+                "but the last inside no_sync(), or call the model again before each backward"
             )
         grad = p.grad.data
         if grad is not bucket.views[i]:
@@ -302,6 +315,10 @@ class DistributedDataParallel(Module):
                     p.grad = _make(view.copy())
                 else:
                     p.grad.data[...] = view
+        for bucket in self._buckets:  # ready for the next backward pass
+            bucket.reset()
+        self._next_bucket = 0
+        self._started = False
         self._reduced = True
 
     def _globally_unused(self) -> set[int]:
