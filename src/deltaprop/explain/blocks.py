@@ -67,7 +67,7 @@ class Table:
     rows: list[list[M | str]]
     caption: str = ""
     numeric: bool = True
-    kind: str = ""  # the kind of quantity it shows (BLANK_KINDS), "" for given values
+    kind: str = ""  # the kinds of quantity it shows (BLANK_KINDS, space-separated); "": given
 
 
 @dataclass

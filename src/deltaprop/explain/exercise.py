@@ -134,7 +134,7 @@ def sheet(
                     keep = keep + [e.sides[-1]]
                 lines.append(replace(e, sides=keep))
             out.append(Equations(lines))
-        elif isinstance(b, (Table, Matrix)) and b.kind in kinds:
+        elif isinstance(b, (Table, Matrix)) and set(b.kind.split()) & kinds:
             continue
         elif isinstance(b, Figure):
             out.append(replace(b, hide=frozenset() if key else frozenset(kinds)))
@@ -213,9 +213,13 @@ def _toml_key(name: str) -> str:
 
 @dataclass
 class AnswerFile:
+    """A filled-in answer file: the variant, the kinds asked for and the answers by
+    ``(step, name)``."""
+
     variant: int
     kinds: frozenset[str]
     answers: dict[tuple[int, str], float] = field(default_factory=dict)
+    source: str = "answer file"
 
 
 def read_answers(path: str | Path) -> AnswerFile:
@@ -229,7 +233,7 @@ def read_answers(path: str | Path) -> AnswerFile:
     if not isinstance(kinds_raw, list) or not all(isinstance(k, str) for k in kinds_raw):
         raise ExerciseError(f'{where}: blanks must be a list of names such as ["deltas"]')
     kinds = parse_blanks(",".join(kinds_raw)) if kinds_raw else frozenset(BLANK_KINDS)
-    out = AnswerFile(variant, kinds)
+    out = AnswerFile(variant, kinds, source=where)
     for key, table in raw.items():
         if key in ("variant", "blanks"):
             continue
@@ -273,7 +277,7 @@ def grade(blanks: list[Blank], answers: AnswerFile, digits: int = 3) -> Grade:
         if key not in valid:
             names = ", ".join(repr(n) for s, n in sorted(valid)[:6] if s == key[0])
             raise ExerciseError(
-                f"answer file: [step{key[0]}] {key[1]!r} is not a quantity of this exercise"
+                f"{answers.source}: [step{key[0]}] {key[1]!r} is not a quantity of this exercise"
                 + (f"; expected names such as {names}" if names else "")
             )
     rel = 5.0 * 10.0 ** (-digits)

@@ -295,7 +295,8 @@ def _conv_backward(c: Ctx, rec: LayerRecord) -> list[Block]:
             if len(nums) > 1:
                 sides.append(join(nums, PLUS))
             sides.append(F.n(d.dx[a, ch, yy, xx]))
-            lines.append(Equation(sides, refs=(layer_ref(rec.index),)))
+            ans = c.answer(lhs.text, "deltas", d.dx[a, ch, yy, xx])
+            lines.append(Equation(sides, refs=(layer_ref(rec.index),), answer=ans))
         blocks.append(Equations(lines))
         blocks += feature_maps("dX = col2im(dcols)", r"dX", d.dx, step, "deltas")
     return blocks

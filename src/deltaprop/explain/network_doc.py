@@ -350,7 +350,7 @@ def update_blocks(c: Ctx) -> list[Block]:
     if not tr.train_biases:
         blocks.append(Para(w("no_bias_training")))
     cols = [w("col_param"), w("col_before"), w("col_grad"), w("col_after")]
-    return blocks + [Equations(lines), Table(cols, rows, kind="updates")]
+    return blocks + [Equations(lines), Table(cols, rows, kind="gradients updates")]
 
 
 def check_label(step: StepRecord, ch: Check) -> str:
