@@ -199,9 +199,12 @@ def test_fused_linear_relu_in_place():
     relus = [k for k in prog.kernels if isinstance(k, ReluKernel)]
     linears = [k for k in prog.kernels if isinstance(k, LinearKernel)]
     assert len(relus) == 2 and len(linears) == 3
-    for r in relus:
+    for r, lin in zip(relus, linears):
         assert r.grad_in_place
-        assert any(r.y is lin.y for lin in linears)  # the GEMM output itself
+        assert r.y is lin.y  # in place on the GEMM output
+    # each ReLU's buffer, dead once the next layer's weight gradient is computed, takes that
+    # layer's input gradient
+    assert linears[1].gx_buffer is relus[0].y and linears[2].gx_buffer is relus[1].y
     for a, b in zip(le, lc):
         assert np.array_equal(a, b)
     assert_same_state(m1, m2, o1, o2)
@@ -391,3 +394,28 @@ def test_ops_after_backward_and_a_metric_result():
         assert all(np.array_equal(u.data, v.data) for u, v in zip(a, b))
     assert compiled.replays == 6
     assert_same_state(m1, m2, o1, o2)
+
+
+@pytest.mark.parametrize("model", ["mlp", "lenet5"])
+def test_train_compile_gives_the_eager_run(tmp_path, model):
+    """``deltaprop train --compile`` (``train(compile_step=True)``): the same metrics and weights
+    as the eager run, the last (smaller) batch of each epoch included."""
+    from deltaprop.training import TrainSettings, load_checkpoint, train
+
+    settings = TrainSettings(
+        dataset="digits", model=model, epochs=3, batch_size=100, dropout=0.2, seed=3
+    )
+    quiet = dict(progress=False, plots=False, echo=lambda s: None)
+    train(settings, tmp_path / "eager", **quiet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)  # replayed, not run eagerly
+        train(settings, tmp_path / "compiled", compile_step=True, **quiet)
+    for name in ("metrics.csv",):
+        a = (tmp_path / "eager" / name).read_text().splitlines()
+        b = (tmp_path / "compiled" / name).read_text().splitlines()
+        assert [r.split(",")[:5] for r in a] == [r.split(",")[:5] for r in b]
+    ca = load_checkpoint(tmp_path / "eager" / "checkpoints" / "last.safetensors")
+    cb = load_checkpoint(tmp_path / "compiled" / "checkpoints" / "last.safetensors")
+    assert ca["model"].keys() == cb["model"].keys()
+    for k in ca["model"]:
+        assert np.array_equal(np.asarray(ca["model"][k]), np.asarray(cb["model"][k])), k

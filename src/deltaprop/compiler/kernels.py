@@ -6,13 +6,11 @@ the compiler's tests compare them with ``np.array_equal``), but writes into buff
 once, reads its inputs straight from the tensors the program wires to it, and skips what the
 recorded graph already settled (argument checks, ``needs_grad`` branches, reshapes).
 
-* :class:`LinearKernel` -- ``y = x W^T + b`` (2-D ``x``): the forward GEMM into a reused output,
-  the input gradient into a reused buffer.
-* :class:`ReluKernel` -- when its input is a linear kernel's output that nothing else reads,
-  ReLU runs in place on the GEMM output (the fused linear + ReLU), and its backward multiplies
-  the incoming gradient by the mask in place when that gradient is a kernel's scratch buffer.
-* :class:`TanhKernel` -- ``tanh`` into a reused output; backward ``gy * (1 - y^2)`` through one
-  scratch buffer.
+* :class:`LinearKernel` -- ``y = x W^T + b`` (2-D ``x``): the forward GEMM into a reused output;
+  the input gradient into a buffer that is dead by then, where there is one.
+* :class:`ReluKernel` / :class:`TanhKernel` -- when the input is a linear kernel's output that
+  nothing else reads, the activation runs in place on the GEMM output (the fused linear + ReLU
+  / tanh), and its backward works in place where the graph shows the buffer is dead.
 * :class:`SGDKernel` -- ``SGD.step`` with momentum (no dampening, Nesterov, weight decay or
   maximize), hyperparameters read from the optimizer at every call; any other configuration
   calls the optimizer's own ``step``.
@@ -36,16 +34,16 @@ from deltaprop.tensor import Tensor
 class LinearKernel:
     """``LinearFunction`` with a 2-D input and a bias: ``y = x @ W.T; y += b``.
 
-    Backward: ``gx = g @ W`` (into a reused buffer), ``gW = g.T @ x``, ``gb = g.sum(axis=0)``
-    (fresh arrays: they become the parameters' ``.grad``).
+    Backward: ``gW = g.T @ x``, ``gb = g.sum(axis=0)`` (fresh arrays: they become the
+    parameters' ``.grad``), then ``gx = g @ W``: into ``gx_buffer`` when the program found a
+    dead buffer for it (see :func:`select_kernels`), else a fresh array.
     """
 
     def __init__(self, needs: tuple[bool, ...], x: Tensor, w: Tensor, b: Tensor, out: Tensor):
         self.x, self.w, self.b = x, w, b
         self.needs = needs
         out.data = self.y = np.empty(out.data.shape, out.data.dtype)
-        self.gx = np.empty(x.data.shape, x.data.dtype) if needs[0] else None
-        self.scratch_gx = False  # whether the input gradient may go into the reused buffer
+        self.gx_buffer: np.ndarray | None = None
 
     def forward(self) -> None:
         y = np.matmul(self.x.data, self.w.data.T, out=self.y)
@@ -57,26 +55,26 @@ class LinearKernel:
         gb = g.sum(axis=0) if needs[2] else None
         gx = None
         if needs[0]:  # last: it may overwrite x, which nothing reads any more
-            gx = np.matmul(g, self.w.data, out=self.gx) if self.scratch_gx else g @ self.w.data
+            buf = self.gx_buffer
+            gx = g @ self.w.data if buf is None else np.matmul(g, self.w.data, out=buf)
         return gx, gw, gb
 
 
 class ReluKernel:
-    """``ReluFunction``: ``mask = x > 0; y = max(x, 0)``; backward ``gy * mask``."""
+    """``ReluFunction`` fused with the linear layer before it: ``mask = x > 0``, then
+    ``max(x, 0)`` in place on the GEMM output. Backward ``gy * mask``, in place when the
+    incoming gradient is a buffer of the program's own (the next layer wrote it there)."""
 
-    def __init__(self, x: Tensor, out: Tensor, in_place: bool, grad_in_place: bool) -> None:
+    def __init__(self, x: Tensor, out: Tensor) -> None:
         self.x = x
         self.mask = np.empty(x.data.shape, np.bool_)
-        if in_place:  # the fused linear + ReLU: y is the GEMM output itself
-            out.data = self.y = x.data
-        else:
-            out.data = self.y = np.empty(out.data.shape, out.data.dtype)
-        self.grad_in_place = grad_in_place
+        out.data = self.y = x.data  # the GEMM output itself
+        self.grad_in_place = False
 
     def forward(self) -> None:
-        x = self.x.data
-        np.greater(x, 0, out=self.mask)
-        np.maximum(x, 0, out=self.y)
+        y = self.y
+        np.greater(y, 0, out=self.mask)
+        np.maximum(y, 0, out=y)
 
     def backward(self, gy: np.ndarray) -> tuple:
         if self.grad_in_place:
@@ -85,22 +83,26 @@ class ReluKernel:
 
 
 class TanhKernel:
-    """``TanhFunction``: ``y = tanh(x)``; backward ``gy * (1 - y * y)``."""
+    """``TanhFunction`` fused with the linear layer before it: ``tanh`` in place on the GEMM
+    output. Backward ``gy * (1 - y * y)``; in place in ``y``'s buffer when nothing reads ``y``
+    after this backward (its consumers' backward ran before it)."""
 
     def __init__(self, x: Tensor, out: Tensor) -> None:
         self.x = x
-        out.data = self.y = np.empty(out.data.shape, out.data.dtype)
-        self.t = np.empty_like(self.y)
-        self.scratch_gx = False  # whether the input gradient may go into the reused buffer
+        out.data = self.y = x.data  # the GEMM output itself
+        self.grad_in_place = False
 
     def forward(self) -> None:
-        np.tanh(self.x.data, out=self.y)
+        np.tanh(self.y, out=self.y)
 
     def backward(self, gy: np.ndarray) -> tuple:
-        t = np.multiply(self.y, self.y, out=self.t)
-        np.subtract(1, t, out=t)
-        if self.scratch_gx:
+        y = self.y
+        if self.grad_in_place:
+            t = np.multiply(y, y, out=y)
+            np.subtract(1, t, out=t)
             return (np.multiply(gy, t, out=t),)
+        t = y * y
+        np.subtract(1, t, out=t)
         return (gy * t,)
 
 
@@ -185,17 +187,15 @@ def select_kernels(rec: Any, sources: list, outs: list[Tensor], plans: list, pin
         kind = type(fn)
         if kind is LinearFunction and len(ins) == 3 and _linear_ok(ins):
             kernels[j] = LinearKernel(needs, ins[0], ins[1], ins[2], out)
-        elif kind is ReluFunction and ins[0].data.flags.c_contiguous:
+        elif kind is ReluFunction or kind is TanhFunction:
             s = sources[j][0]
-            fused = (
+            if (
                 s[0] == "op"
                 and isinstance(kernels[s[1]], LinearKernel)
                 and readers[s[1]] == 1
                 and s[1] not in pinned
-            )
-            kernels[j] = ReluKernel(ins[0], out, fused, False)
-        elif kind is TanhFunction:
-            kernels[j] = TanhKernel(ins[0], out)
+            ):
+                kernels[j] = (ReluKernel if kind is ReluFunction else TanhKernel)(ins[0], out)
     if len(plans) != 1:
         return kernels
     contrib: list[list[tuple[int, int]]] = [[] for _ in range(n)]
@@ -203,37 +203,21 @@ def select_kernels(rec: Any, sources: list, outs: list[Tensor], plans: list, pin
         for pos, tg in enumerate(targets):
             if tg is not None and tg < n:
                 contrib[tg].append((j, pos))
-
-    def receiver(j: int) -> Any:
-        """The kernel receiving op j's input gradient, if op j is its only contributor."""
-        s = sources[j][0]
-        if s[0] != "op" or contrib[s[1]] != [(j, 0)]:
-            return None
-        return kernels[s[1]]
-
     for j, k in enumerate(kernels):
-        if isinstance(k, ReluKernel):
-            c = contrib[j]
-            k.grad_in_place = (
-                isinstance(receiver(j), LinearKernel)
-                and len(c) == 1
-                and c[0][1] == 0
-                and isinstance(kernels[c[0][0]], LinearKernel)
-                and receiver(c[0][0]) is k
-            )
-        elif isinstance(k, TanhKernel):
-            k.scratch_gx = isinstance(receiver(j), LinearKernel)
-    for j, k in enumerate(kernels):
-        if isinstance(k, LinearKernel) and k.gx is not None:
-            r = receiver(j)
-            k.scratch_gx = isinstance(r, (LinearKernel, TanhKernel, ReluKernel))
-            src = sources[j][0][1]
-            if isinstance(r, ReluKernel) and readers[src] == 1 and src not in pinned:
-                # x is a ReLU's output (with the fused linear + ReLU: the previous layer's GEMM
-                # buffer) read by this layer only; the ReLU's backward needs just its mask, so
-                # once this layer's weight gradient is computed its buffer takes the input
-                # gradient (which the ReLU then masks in place)
-                k.gx = r.y
+        if isinstance(k, TanhKernel):
+            k.grad_in_place = j not in pinned
+        if not isinstance(k, LinearKernel) or not k.needs[0]:
+            continue
+        src = sources[j][0]
+        if src[0] != "op" or contrib[src[1]] != [(j, 0)]:
+            continue
+        r = kernels[src[1]]
+        if isinstance(r, ReluKernel) and readers[src[1]] == 1 and src[1] not in pinned:
+            # x is a fused ReLU's output (the previous layer's GEMM buffer), read by this layer
+            # only; the ReLU's backward needs just its mask. Once this layer's weight gradient
+            # is computed x is dead: its buffer takes the input gradient, masked there in place
+            k.gx_buffer = r.y
+            r.grad_in_place = True
     return kernels
 
 

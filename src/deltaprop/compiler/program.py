@@ -235,6 +235,11 @@ class Program:
         self.result = _result_template(result, wiring)
         plans = [_walk_plan(rec, wiring, sources, i) for i in range(len(rec.backwards))]
         self.pinned = pinned = _pinned(self.result, plans)
+        if rec.backwards:  # outputs read again by ops that run after the backward pass
+            first = rec.events.index(("backward", 0))
+            for kind, j in rec.events[first:]:
+                if kind == "op":
+                    pinned.update(src[1] for src in sources[j] if src[0] == "op")
         self.kernels = select_kernels(rec, sources, outs, plans, pinned)
         self.buffered = {j for j, k in enumerate(self.kernels) if k is not None}
         for j, k in enumerate(self.kernels):

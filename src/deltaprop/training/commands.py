@@ -176,6 +176,12 @@ def _add_train(subparsers: Any) -> None:
         help="train on N processes of this machine (data parallel, through MPI: starts mpirun "
         "itself; on several machines run mpirun -n N deltaprop train ... instead)",
     )
+    run.add_argument(
+        "--compile",
+        action="store_true",
+        help="record the training step once and replay it (deltaprop.compile): same numbers, "
+        "less Python per batch",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.set_defaults(func=cmd_train)
@@ -264,6 +270,7 @@ def _train(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.no_progress,
             plots=not args.no_plots,
+            compile_step=args.compile,
         )
     except TrainingInterrupted as e:
         if writer:

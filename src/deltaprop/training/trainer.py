@@ -104,6 +104,7 @@ def train(
     plots: bool = True,
     echo: Callable[[str], None] = print,
     on_batch_end: Callable[[TrainingRun], None] | None = None,
+    compile_step: bool = False,
 ) -> RunResult:
     """Train a model as ``deltaprop train`` does; returns the history and the final accuracy.
 
@@ -116,6 +117,8 @@ def train(
         plots: write the PNG plots at the end.
         echo: receives the one-line messages (epoch summaries).
         on_batch_end: see :class:`TrainingRun`.
+        compile_step: run each batch's training step through :func:`deltaprop.compile`
+            (the same numbers; its NaN/infinity check then comes after the update).
 
     Raises:
         TrainingError, ModelError, DatasetError, CheckpointError: user errors, one sentence.
@@ -195,6 +198,10 @@ def train(
         sampler=world.sampler(len(splits.y_train), settings.seed) if world is not None else None,
         evaluate=world.evaluate if world is not None else None,
     )
+    if compile_step:
+        if world is not None:
+            raise TrainingError("--compile trains in one process; leave it out with --nproc/mpirun")
+        run.step_fn = compiled_step(run.model, run.optimizer)
     if resume and saved.get("world_size", 1) != config["world_size"]:
         run.resume_epoch_start = True  # the epochs are shared out differently now
     if resume and run.resume(warn=echo) is not None:
@@ -286,3 +293,20 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
+
+
+def compiled_step(model: Any, optimizer: Any) -> Callable[[Any, Any], tuple[Any, Any]]:
+    """The training step of a batch (forward, cross entropy, backward, update) under
+    :func:`deltaprop.compile`: ``step(x, y) -> (loss, logits)``, for ``TrainingRun.step_fn``."""
+    from deltaprop.compiler import compile as dp_compile
+    from deltaprop.nn import functional as F
+
+    def step(x: Any, y: Any) -> tuple[Any, Any]:
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss, logits
+
+    return dp_compile(step)
