@@ -403,7 +403,9 @@ class _Decoder:
         if isinstance(value, str):
             value = _decode_float(value, self.where)
         names = {str(d) for d in _SAFE_DTYPES}
-        if dtype not in names or not isinstance(value, (bool, int, float)):
+        if not isinstance(dtype, str) or dtype not in names:
+            raise CheckpointError(f"load: {self.where}: bad scalar entry {node!r}")
+        if not isinstance(value, (bool, int, float)):
             raise CheckpointError(f"load: {self.where}: bad scalar entry {node!r}")
         try:
             return np.dtype(dtype).type(value)

@@ -372,6 +372,10 @@ def _check_scalars(layer: Layer, where: str) -> None:
             bounds = f" in [{low}, {high}]" if high is not None else ""
             bounds = bounds or (f" >= {low}" if low is not None else "")
             raise ModelError(f"{where}: {name} must be a finite number{bounds}, got {value!r}")
+    for name in ("in_features", "out_features", "in_channels", "out_channels", "num_features"):
+        value = layer.get(name)
+        if name in layer and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ModelError(f"{where}: {name} must be a positive int, got {value!r}")
     if "approximate" in layer and layer["approximate"] not in ("none", "tanh"):
         raise ModelError(
             f"{where}: approximate must be 'none' or 'tanh', got {layer['approximate']!r}"
@@ -478,6 +482,10 @@ def _infer(layer: Layer, shape: Shape, where: str, classes: int | None) -> Shape
         sh, sw = (kh, kw) if stride is None else _pair(stride, "stride", where)
         ph, pw = _pair(layer.get("padding", 0), "padding", where, minimum=0)
         dh, dw = _pair(layer.get("dilation", 1), "dilation", where)
+        if 2 * ph > kh or 2 * pw > kw:
+            raise ModelError(
+                f"{where}: padding {ph}x{pw} must be at most half the {kh}x{kw} window"
+            )
         ceil_mode = bool(layer.get("ceil_mode", False))
         height = conv_output_size(shape[1], kh, sh, ph, dh, ceil_mode)
         width = conv_output_size(shape[2], kw, sw, pw, dw, ceil_mode)
@@ -526,6 +534,13 @@ def _infer(layer: Layer, shape: Shape, where: str, classes: int | None) -> Shape
         if not isinstance(p, (int, float)) or not 0 <= p < 1:
             raise ModelError(f"{where}: p must lie in [0, 1), got {p!r}")
         return shape
+    if kind == "Softmax" and layer.get("dim") is not None:
+        dim, ndim = layer["dim"], len(shape) + 1  # the batch axis comes first
+        if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
+            raise ModelError(
+                f"{where}: dim must be an int in [{-ndim}, {ndim - 1}] for samples of shape "
+                f"{shape} (dim 0 is the batch), got {dim!r}"
+            )
     return shape  # activations keep the shape
 
 
