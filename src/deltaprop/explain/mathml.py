@@ -37,6 +37,7 @@ def _e(s: str) -> str:
 
 class _Parser:
     def __init__(self, tex: str) -> None:
+        self.tex = tex
         self.toks = [m for m in _TOKEN.finditer(tex) if not m.group(4)]
         self.i = 0
 
@@ -90,12 +91,12 @@ class _Parser:
         return node[0] if node else "<mrow></mrow>"
 
     def raw(self) -> str:
-        """The text of a braced argument (for ``\\mathrm`` and ``\\text``)."""
+        """The text of a braced argument (for ``\\mathrm`` and ``\\text``), spaces kept."""
         t = self.peek()
         if t is None or t.group(5) != "{":
             return self.take().group(0) if t is not None else ""
-        self.take()
-        depth, parts = 1, []
+        start = self.take().end()
+        depth, end = 1, len(self.tex)
         while (t := self.peek()) is not None:
             self.take()
             if t.group(5) == "{":
@@ -103,9 +104,9 @@ class _Parser:
             elif t.group(5) == "}":
                 depth -= 1
                 if depth == 0:
+                    end = t.start()
                     break
-            parts.append(t.group(1) if t.group(1) in ("_", "{", "}", ",", " ") else t.group(0))
-        return "".join(parts)
+        return re.sub(r"\\([_{}$&#%, ])", r"\1", self.tex[start:end])
 
     def scripts(self, node: tuple[str, str]) -> tuple[str, str]:
         base, kind = node
