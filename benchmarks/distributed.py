@@ -253,6 +253,66 @@ def worker_single(models: list[str], reps: int, world: int) -> list[dict]:
     return rows
 
 
+def worker_fit(reps: int) -> list[dict]:
+    """Table 4: the latency and the per-byte time of a bare Allreduce on this machine."""
+    from mpi4py import MPI
+
+    import deltaprop.distributed as dist
+
+    comm = dist.backend.comm()
+    rows = []
+    for nbytes in (8, 64 * 2**20):
+        buf = np.ones(nbytes // 4, dtype=np.float32)
+
+        def allreduce(buf=buf):
+            comm.Allreduce(MPI.IN_PLACE, buf)
+
+        times = []
+        for _ in range(3):
+            comm.Barrier()
+            times.append(median_time(allreduce, reps * 5 if nbytes < 2**20 else reps))
+        rows.append(dict(bytes=nbytes, t=min(times)))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# the ring-allreduce cost model
+# ---------------------------------------------------------------------------------------------
+
+#: (name, gradient bytes in float32) of the models the cost model is applied to.
+COST_MODELS = (("MLP 784-256-256-10", 269_322 * 4), ("LeNet-5", 61_706 * 4),
+               ("100M parameters", 100_000_000 * 4))  # fmt: skip
+#: (name, latency alpha in s, bandwidth in bytes/s): a 10 Gb/s Ethernet link with TCP, and a
+#: 100 Gb/s link with RDMA (InfiniBand / RoCE class latency).
+LINKS = (("10 Gb/s", 25e-6, 10e9 / 8), ("100 Gb/s", 5e-6, 100e9 / 8))
+
+
+def ring_allreduce_seconds(p: int, nbytes: float, alpha: float, bandwidth: float) -> float:
+    """Ring allreduce of ``nbytes`` over ``p`` processes: a reduce-scatter then an allgather,
+    each ``p - 1`` steps that send ``nbytes / p``: ``2 (p-1) alpha + 2 (p-1)/p nbytes / B``."""
+    if p == 1:
+        return 0.0
+    return 2 * (p - 1) * alpha + 2 * (p - 1) / p * nbytes / bandwidth
+
+
+def cost_model_table(fit: tuple[float, float] | None = None) -> str:
+    rows = []
+    links = list(LINKS)
+    if fit is not None:
+        links.append(("this machine (fitted)", fit[0], fit[1]))
+    for name, nbytes in COST_MODELS:
+        for link, alpha, bandwidth in links:
+            machines = (2,) if link.startswith("this") else (8, 64)
+            for p in machines:
+                t = ring_allreduce_seconds(p, nbytes, alpha, bandwidth)
+                lat = 2 * (p - 1) * alpha
+                rows.append([name, f"{nbytes / 1e6:.2f}", link, p, f"{lat * 1e3:.3f}",
+                             f"{(t - lat) * 1e3:.3f}", f"{t * 1e3:.3f}"])  # fmt: skip
+    return _common.markdown_table(
+        ["model", "MB", "link", "machines", "latency term ms", "bandwidth term ms",
+         "allreduce ms"], rows)  # fmt: skip
+
+
 def worker(args) -> None:
     models = args.models.split(",")
     if args.worker == "single":
@@ -261,7 +321,9 @@ def worker(args) -> None:
     import deltaprop.distributed as dist
 
     dist.init_process_group("mpi")
-    if args.worker == "sync":
+    if args.worker == "fit":
+        rows = worker_fit(args.reps)
+    elif args.worker == "sync":
         rows = worker_sync(models, args.reps)
     elif args.worker == "steps":
         rows = worker_steps(models, args.reps)
@@ -297,7 +359,12 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--models", default="mlp,lenet", help=argparse.SUPPRESS)
     ap.add_argument("--reps", type=int, default=20, help=argparse.SUPPRESS)
+    ap.add_argument("--cost-model", action="store_true",
+                    help="print only the ring-allreduce predictions (no MPI run)")  # fmt: skip
     args = ap.parse_args()
+    if args.cost_model:
+        print(cost_model_table())
+        return
     if args.worker:
         worker(args)
         return
@@ -364,6 +431,18 @@ def main() -> None:
     print(_common.markdown_table(
         ["model", "comparison", "1-process batch", "1 process, 1 thread", f"1 process, {n} threads",
          f"{n} ranks batch", f"{n} ranks", "ranks / 1 process (1 thread)"], table))  # fmt: skip
+
+    fit = run([*mpi, "--worker", "fit", "--reps", str(reps)], 1)
+    small, large = fit[0], fit[1]
+    # with p ranks: T(n) = 2 (p-1) alpha + 2 (p-1)/p n / B
+    alpha = small["t"] / (2 * (n - 1))
+    bandwidth = 2 * (n - 1) / n * large["bytes"] / (large["t"] - 2 * (n - 1) * alpha)
+    print("\n## 4. Ring-allreduce cost model (alpha = latency per message, B = bandwidth)\n")
+    print(f"Fitted on this machine ({n} ranks, shared memory): alpha = {alpha * 1e6:.1f} us "
+          f"(from an 8-byte Allreduce, {small['t'] * 1e6:.1f} us), B = "
+          f"{bandwidth / 1e9:.2f} GB/s = {bandwidth * 8 / 1e9:.0f} Gb/s (from 64 MiB, "
+          f"{large['t'] * 1e3:.2f} ms).\n")  # fmt: skip
+    print(cost_model_table((alpha, bandwidth)))
 
 
 def _mpi_version() -> str:
