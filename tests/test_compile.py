@@ -215,10 +215,11 @@ def test_returned_tensors_are_not_overwritten_by_later_replays():
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
     step = dp.compile(lambda x: model(x))
     xs = [dp.randn(3, 4) for _ in range(5)]
-    outs = [step(x) for x in xs]
-    assert step.replays == 3
-    for x, y in zip(xs, outs):
-        assert np.array_equal(y.data, model(x).data)
+    with dp.no_grad():
+        outs = [step(x) for x in xs]
+        assert step.replays == 3
+        for x, y in zip(xs, outs):
+            assert np.array_equal(y.data, model(x).data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -419,3 +420,22 @@ def test_train_compile_gives_the_eager_run(tmp_path, model):
     assert ca["model"].keys() == cb["model"].keys()
     for k in ca["model"]:
         assert np.array_equal(np.asarray(ca["model"][k]), np.asarray(cb["model"][k])), k
+
+
+def test_forward_only_in_grad_mode_runs_eagerly_and_stays_differentiable():
+    dp.manual_seed(0)
+    model = tiny()
+    fwd = dp.compile(model)
+    x = dp.ones(3, 2)
+    with pytest.warns(CompileWarning, match="later backward"):
+        y = fwd(x)
+    for _ in range(3):
+        y = fwd(x)
+        y.sum().backward()  # the graph is there: eager mode
+    assert model[0].weight.grad is not None and fwd.replays == 0
+    # under no_grad (inference) the same forward pass is replayed
+    infer = dp.compile(model)
+    with dp.no_grad():
+        outs = [infer(x) for _ in range(4)]
+    assert infer.replays == 2 and not outs[-1].requires_grad
+    assert np.array_equal(outs[-1].data, outs[0].data)

@@ -36,7 +36,11 @@ eager mode), ``autograd.grad`` or ``create_graph=True``, ``optimizer.step(closur
 value that is not made of tensors, and two recordings that differ. Other Python side effects of
 the step (printing, appending to a list, module hooks) happen only while recording, as with
 ``torch.compile``; tensors the step reads from outside (parameters, buffers, constants) are read
-live, so in-place updates to them between calls are seen.
+live, so in-place updates to them between calls are seen, but the step must keep using the
+same objects (a model or optimizer rebound to a new object is not seen by a replay). Tensors a
+replay returns are new, detached tensors (``requires_grad=False``): the graph they came from
+was used by the step's own ``backward()``. A step that returns a tensor whose graph it has not
+used (a forward pass in grad mode, to be backpropagated later) runs eagerly.
 
 >>> import deltaprop as dp
 >>> from deltaprop import nn, optim

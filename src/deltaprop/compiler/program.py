@@ -56,6 +56,7 @@ class Wiring:
         self.out_index = {id(o.out): j for j, o in enumerate(rec.ops)}
         self.arg_index = {id(a): k for k, a in enumerate(args)}
         self.fn_index = {id(o.fn): j for j, o in enumerate(rec.ops)}
+        self.walked = {id(fn) for b in rec.backwards for fn, _ in b.walk}
         arrays = set()
         for o in rec.ops:
             arrays.add(id(o.out.data))
@@ -491,9 +492,20 @@ def _param_ids(optimizers: list[Any]) -> list:
 
 
 def _result_template(value: Any, w: Wiring) -> Any:
-    """The step's return value with each tensor replaced by where it comes from."""
+    """The step's return value with each tensor replaced by where it comes from.
+
+    A returned tensor whose graph no backward pass of the step has used (``dp.compile(model)``
+    called for a forward pass in grad mode) cannot be replayed: the caller would backpropagate
+    through it later, and a replay builds no graph.
+    """
     if isinstance(value, Tensor):
-        return ("tensor", w.source(value))
+        src = w.source(value)
+        if src[0] == "op" and value._ctx is not None and id(value._ctx) not in w.walked:
+            raise Mismatch(
+                "it returns a tensor whose graph a later backward() would need (compile the "
+                "whole training step, backward and update included, or run it under no_grad)"
+            )
+        return ("tensor", src)
     if isinstance(value, (tuple, list)):
         return (type(value).__name__, [_result_template(v, w) for v in value])
     if isinstance(value, dict):
@@ -509,7 +521,7 @@ def _build_result(tpl: tuple, outs: list[Tensor], args: list[Tensor], buffered: 
         where, i = v
         if where == "op":
             t = outs[i]  # a kernel's buffer is overwritten by the next replay: copy it
-            return _make(t.data.copy() if i in buffered else t.data, t.requires_grad)
+            return _make(t.data.copy() if i in buffered or t.data.base is not None else t.data)
         return args[i] if where == "arg" else i
     if kind == "value":
         return v
