@@ -426,9 +426,16 @@ def test_batch_norm_in_training_mode_is_refused():
 
 
 def test_where_with_a_condition_from_the_input_is_refused():
-    model = Fn(lambda x, w: dp.where(x > 0, x * w, 0.0), (3,))
+    """Also when the second trace cannot run (a model that checks its input's domain): the
+    condition spans the dynamic batch axis, so it cannot be a constant of the model."""
+
+    def forward(x, w):
+        if float(x.data.min()) < 0:
+            raise ValueError("expects non-negative inputs")
+        return dp.where(x > 0.5, x * w, 0.0)
+
     with pytest.raises(ExportError, match="comparisons are not recorded"):
-        export_bytes(model, np.ones((2, 3), np.float32), dynamic_axes={"input": [0]})
+        export_bytes(Fn(forward, (3,)), np.ones((2, 3), np.float32), dynamic_axes={"input": [0]})
 
 
 def test_reshape_that_cannot_keep_the_batch_free_is_refused():
@@ -438,6 +445,37 @@ def test_reshape_that_cannot_keep_the_batch_free_is_refused():
     model = Fn(lambda x, w: (x * w).reshape(-1), (3, 4))  # two dynamic axes merged
     with pytest.raises(ExportError, match="moves several dynamic axes"):
         export_bytes(model, np.ones((2, 3, 4), np.float32), dynamic_axes={"input": [0, 1]})
+
+
+@pytest.mark.parametrize(
+    "forward",
+    [
+        lambda x, w: dp.where(x > 0, x * w, 0.0),  # a comparison
+        lambda x, w: (x * w)[:, dp.argmax(x, dim=1)],  # an index computed from the input
+        lambda x, w: x * w + dp.tensor(x.detach().numpy() ** 2),  # a tensor rebuilt from .numpy()
+    ],
+    ids=["comparison", "index", "numpy"],
+)
+def test_values_computed_from_the_input_outside_the_graph_are_refused(forward):
+    with pytest.raises(ExportError, match="reads a value computed from the input outside"):  # noqa: PT012
+        x = np.array(
+            [[0.01, 0.02, -0.01], [-0.02, 0.0, 0.015]], np.float32
+        )  # signs, order: fragile
+        export_bytes(Fn(forward, (3,)), x)
+
+
+def test_random_values_in_the_forward_are_not_mistaken_for_input_values():
+    model = Fn(lambda x, w: x * w + dp.randn(3), (3,))  # frozen noise, the same in both traces
+    export_bytes(model, np.ones((2, 3), np.float32))
+
+
+def test_control_flow_on_values_warns():
+    def forward(x, w):
+        return (x * w).relu() if float(x[0, 0]) == 1.0 else (x * w).tanh()
+
+    x = np.ones((2, 3), np.float32)
+    with pytest.warns(UserWarning, match="ran other ops for another input"):
+        export_bytes(Fn(forward, (3,)), x)
 
 
 def test_boolean_mask_indexing_is_refused():

@@ -9,6 +9,8 @@ How it works
 2. The recorded ops are walked from the outputs back to the leaves and put in topological order.
    A leaf is an input, a parameter or buffer (an initializer under its ``state_dict`` name), or a
    constant (an initializer too).
+   The model then runs once more on other values of the same shapes: a value the graph would
+   freeze (a comparison, an index computed from the input) that changed is refused.
 3. Each op becomes ONNX nodes (:mod:`deltaprop.onnx.convert`). Shapes written into the graph
    leave the ``dynamic_axes`` free, so one file serves any batch size.
 4. The model is checked with ``onnx.checker.check_model(full_check=True)`` and written
@@ -28,7 +30,9 @@ import numpy as np
 from deltaprop.errors import ExportError
 from deltaprop.onnx.builder import MAX_OPSET, MIN_OPSET, Dim, GraphBuilder, Value
 from deltaprop.onnx.convert import CONVERTERS
-from deltaprop.tensor import Tensor, _make, enable_grad
+from deltaprop.onnx.trace import check_stable, topological, trace
+from deltaprop.random import get_rng_state
+from deltaprop.tensor import Tensor, _make
 
 __all__ = ["export", "SUPPORTED_OPS"]
 
@@ -104,7 +108,8 @@ def export_model(
     opset = _check_opset(opset_version)
     inputs = _example_inputs(args)
     dest = _check_destination(f)
-    outputs, owners = _trace(model, inputs, preprocess)
+    rng_before = get_rng_state()
+    outputs, owners = trace(model, inputs, preprocess)
     in_names = _names(input_names, len(inputs), "input", "input_names")
     out_names = _names(output_names, len(outputs), "output", "output_names")
     if set(in_names) & set(out_names):
@@ -113,8 +118,18 @@ def export_model(
             "every graph input and output needs its own name"
         )
     axes = _dynamic_axes(dynamic_axes, in_names, out_names, inputs, outputs)
-    named = {name: t for name, t in (constants or {}).items()}
-    proto = _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opset, named)
+    state = _state_names(model, constants or {})
+    order = topological(outputs)
+    check_stable(
+        lambda xs: trace(model, xs, preprocess),
+        inputs,
+        order,
+        set(state),
+        lambda fn: _where(model, owners, fn),
+        rng_before,
+    )
+    proto = _build(onnx, model, inputs, outputs, order, owners, state, in_names, out_names, axes,
+                   opset)  # fmt: skip
     if metadata:
         onnx.helper.set_model_props(proto, dict(metadata))
     onnx.checker.check_model(proto, full_check=True)
@@ -262,106 +277,6 @@ def _dynamic_axes(
 
 
 # ----------------------------------------------------------------------------------------------
-# tracing
-# ----------------------------------------------------------------------------------------------
-
-
-def _tensors(obj: Any) -> list[Tensor]:
-    if isinstance(obj, Tensor):
-        return [obj]
-    if isinstance(obj, (tuple, list)):
-        return [t for item in obj for t in _tensors(item)]
-    return []
-
-
-def _trace(model: Any, inputs: list[Tensor], preprocess: Any = None) -> tuple[list[Tensor], dict]:
-    """Run ``model`` once in eval mode with graph recording: ``(outputs, {Function: module})``."""
-    from deltaprop.nn.module import Module
-
-    owners: dict[Any, str] = {}
-    handles, modes = [], []
-    if isinstance(model, Module):
-        for name, module in model.named_modules():
-            modes.append((module, module.training))
-            handles.append(module.register_forward_hook(_owner_hook(name, owners)))
-        model.eval()
-    elif not callable(model):
-        raise ExportError(f"model must be a deltaprop Module or a callable, got {model!r}")
-    try:
-        with enable_grad():
-            try:
-                xs = inputs if preprocess is None else [preprocess(x) for x in inputs]
-                out = model(*xs)
-            except Exception as e:
-                shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
-                raise ExportError(
-                    f"the model does not run on args (shapes {shapes}): {type(e).__name__}: {e}"
-                ) from e
-    finally:
-        for h in handles:
-            h.remove()
-        for module, training in modes:
-            module.training = training
-    outputs = _tensors(out)
-    if not outputs or (not isinstance(out, Tensor) and len(outputs) != _count_leaves(out)):
-        raise ExportError(
-            f"the model returned {type(out).__name__}; export needs a Tensor or a tuple/list of "
-            "Tensors"
-        )
-    return outputs, owners
-
-
-def _count_leaves(obj: Any) -> int:
-    if isinstance(obj, (tuple, list)):
-        return sum(_count_leaves(item) for item in obj)
-    return 1
-
-
-def _owner_hook(name: str, owners: dict) -> Any:
-    """A forward hook assigning the ops between a module's inputs and outputs to it (inner
-    modules run their hooks first, so every op gets its innermost module)."""
-
-    def hook(module: Any, args: Any, output: Any) -> None:
-        stops = {id(t) for t in _tensors(args)}
-        stack = [t._ctx for t in _tensors(output) if t._ctx is not None and id(t) not in stops]
-        seen: set[int] = set()
-        while stack:
-            fn = stack.pop()
-            if id(fn) in seen:
-                continue
-            seen.add(id(fn))
-            owners.setdefault(fn, name)
-            for t in fn.inputs or ():
-                if t._ctx is not None and id(t) not in stops:
-                    stack.append(t._ctx)
-
-    return hook
-
-
-def _topological(outputs: list[Tensor]) -> list[Any]:
-    """The recorded Functions behind ``outputs``, each after the Functions it reads."""
-    order: list[Any] = []
-    visited: set[int] = set()
-    for out in outputs:
-        if out._ctx is None:
-            continue
-        stack = [(out._ctx, False)]
-        while stack:
-            fn, done = stack.pop()
-            if done:
-                order.append(fn)
-                continue
-            if id(fn) in visited:
-                continue
-            visited.add(id(fn))
-            stack.append((fn, True))
-            for t in fn.inputs:
-                if t._ctx is not None and id(t._ctx) not in visited:
-                    stack.append((t._ctx, False))
-    return order
-
-
-# ----------------------------------------------------------------------------------------------
 # building
 # ----------------------------------------------------------------------------------------------
 
@@ -376,25 +291,34 @@ def _where(model: Any, owners: dict, fn: Any) -> str:
     return f"module {name!r} ({type(module).__name__})"
 
 
-def _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opset, named) -> Any:
+def _state_names(model: Any, named: Mapping[str, Tensor]) -> dict[int, str]:
+    """``{id: state_dict name}`` for every parameter and buffer (the tensor and its array), and
+    for the extra ``named`` constants."""
+    from deltaprop.nn.module import Module
+
+    state: dict[int, str] = {}
+    if isinstance(model, Module):
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if t is not None:
+                state.setdefault(id(t), name)
+                state.setdefault(id(t.data), name)
+    for name, t in named.items():
+        state[id(t)] = state[id(t.data)] = name
+    return state
+
+
+def _build(onnx, model, inputs, outputs, order, owners, state, in_names, out_names, axes, opset):
+    """The ModelProto of the traced ops ``order`` (see :func:`export_model` for the rest)."""
     from deltaprop.nn.module import Module
 
     helper = onnx.helper
     b = GraphBuilder(opset)
-    for name in in_names + out_names:
+    for name in [*in_names, *out_names, *state.values()]:
         b.reserve(name)
-    state: dict[int, str] = {}  # id(tensor) and id(array) of parameters and buffers -> name
     if isinstance(model, Module):
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if t is None:
-                continue
-            state.setdefault(id(t), name)
-            state.setdefault(id(t.data), name)
-            b.buffers.setdefault(name, t.data)
-            b.reserve(name)
-    for name, t in named.items():
-        state[id(t)] = state[id(t.data)] = name
-        b.reserve(name)
+        for name, t in model.named_buffers():
+            if t is not None:
+                b.buffers.setdefault(name, t.data)
     b.names = state
     values: dict[int, Value] = {}  # id(Function) for op outputs, id(Tensor) for leaves
     for name, t in zip(in_names, inputs):
@@ -415,7 +339,7 @@ def _build(onnx, model, inputs, outputs, owners, in_names, out_names, axes, opse
             values[id(t)] = v
         return v
 
-    for fn in _topological(outputs):
+    for fn in order:
         convert = CONVERTERS.get(type(fn))
         if convert is None:
             raise ExportError(
