@@ -148,7 +148,7 @@ def test_render_dot_without_graphviz_explains_how_to_install(monkeypatch):
 
 
 def run(argv, capsys):
-    from deltaprop.cli import CommandError
+    from deltaprop.errors import InputError
     from deltaprop.explain.commands import add_commands
 
     parser = argparse.ArgumentParser(prog="deltaprop")
@@ -157,7 +157,7 @@ def run(argv, capsys):
     args = parser.parse_args(argv)
     try:
         rc = int(args.func(args) or 0)
-    except CommandError as e:
+    except InputError as e:
         print(f"error: {e}", file=__import__("sys").stderr)
         rc = 2
     out = capsys.readouterr()
@@ -204,3 +204,55 @@ def test_graph_command_without_graphviz_still_writes_dot(tmp_path, capsys, monke
     parse_dot((tmp_path / "g.dot").read_text())
     rc, stdout, err = run(["graph", "x * y", "--values", "x=2,y=3", "-f", "svg"], capsys)
     assert rc == 1 and stdout.startswith("digraph") and "Graphviz" in err
+
+
+def test_graph_displays_inline_in_jupyter(monkeypatch):
+    x = dp.tensor(2.0, requires_grad=True)
+    g = viz.graph(x * x, {"x": x}, backward=True)
+    assert isinstance(g, str) and isinstance(g, viz.Graph) and g.startswith("digraph")
+    import sys
+
+    monkeypatch.setattr(sys.modules["deltaprop.viz.graph"], "dot_available", lambda: False)
+    assert g._repr_svg_() is None  # Jupyter falls back to the HTML
+    page = g._repr_html_()
+    assert "Graphviz" in page and "digraph" in page and "<pre>" in page
+    if DOT is not None:
+        monkeypatch.undo()
+        assert g._repr_svg_().lstrip().startswith(("<?xml", "<svg", "<!DOCTYPE"))
+        assert "<svg" in g._repr_html_()
+
+
+def test_neuron_picture_displays_inline_and_graph_view_neurons(tmp_path, capsys):
+    from deltaprop.explain import Picture, explain_file
+
+    tr = explain_file(EXAMPLES / "mattmazur-2-2-2.toml")
+    pic = Picture(tr, tr.steps[0])
+    svg = pic._repr_svg_()
+    assert svg.startswith("<svg") and svg.count("<circle") == 6
+    assert 'data-ref="w0_0_0"' in svg and ">0.15<" in svg  # w_i1,h1 on its connection
+    back = pic.svg("backward")
+    assert "δ 0.1385" in back and ">0.08217<" in back  # delta_o1 and dE/dw_h1,o1
+    out = tmp_path / "n.svg"
+    assert (
+        run(
+            [
+                "graph",
+                str(EXAMPLES / "mattmazur-2-2-2.toml"),
+                "--view",
+                "neurons",
+                "--out",
+                str(out),
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
+    both = out.read_text()
+    assert both.startswith("<svg") and both.count("<circle") == 12  # forward and backward
+    rc, _, err = run(["graph", str(EXAMPLES / "circuit-xy-z.toml"), "--view", "neurons"], capsys)
+    assert rc == 2 and "--view ops" in err
+    rc, _, err = run(
+        ["graph", str(EXAMPLES / "mattmazur-2-2-2.toml"), "--view", "neurons", "--format", "png"],
+        capsys,
+    )
+    assert rc == 2 and "writes SVG" in err

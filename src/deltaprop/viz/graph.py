@@ -50,6 +50,33 @@ _GATES = {
 }
 
 
+class Graph(str):
+    """DOT text (a ``str``) that displays itself inline in Jupyter.
+
+    ``_repr_svg_`` renders it with Graphviz's ``dot`` when installed (None otherwise, so that
+    Jupyter falls back to ``_repr_html_``); ``_repr_html_`` shows the SVG, or, without Graphviz,
+    the DOT text and how to install Graphviz.
+
+    >>> g = Graph("digraph { a -> b }")
+    >>> g.startswith("digraph"), "&gt;" in g._repr_html_() or "<svg" in g._repr_html_()
+    (True, True)
+    """
+
+    def _repr_svg_(self) -> str | None:
+        if not dot_available():
+            return None
+        return render_dot(self, "svg").decode("utf-8")
+
+    def _repr_html_(self) -> str:
+        svg = self._repr_svg_()
+        if svg is not None:
+            return f'<div class="deltaprop-graph">{svg}</div>'
+        return (
+            f'<div class="deltaprop-graph"><p>{html.escape(INSTALL_HINT)}</p>'
+            f"<pre>{html.escape(str(self))}</pre></div>"
+        )
+
+
 class GraphFreedError(RuntimeError):
     """The graph was freed by ``backward()`` before it could be drawn."""
 
@@ -171,8 +198,9 @@ def graph(
     digits: int = 4,
     title: str | None = None,
     rankdir: str = "LR",
-) -> str:
-    """DOT text of the graph that produced ``t``.
+) -> Graph:
+    """DOT text of the graph that produced ``t`` (a :class:`Graph`: a ``str`` that Jupyter
+    displays as a picture).
 
     ``names`` maps names to tensors (a dict, or ``model.named_parameters()``) to label inputs
     and intermediate values. Values and gradients are printed for tensors with at most
@@ -260,7 +288,7 @@ def graph(
             src = node_ids[id(x._ctx)] if x._ctx is not None else node_ids[id(x)]
             out.append(f"  {src} -> {node_ids[id(fn)]};")
     out.append("}")
-    return "\n".join(out) + "\n"
+    return Graph("\n".join(out) + "\n")
 
 
 def _dot_escape(s: str) -> str:
