@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +102,22 @@ def test_bad_input_exits_2_with_one_sentence(run_dir, tmp_path, capsys, args, me
     assert err.startswith("deltaprop export: error: ") and message in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert captured.out == ""
+
+
+def test_table_model_with_batchnorm(tmp_path, capsys):
+    """A TOML model with BatchNorm1d on a 2-feature table (per-feature normalisation)."""
+    from deltaprop.datasets import load
+    from deltaprop.training import TrainSettings, train
+
+    model_file = Path(__file__).parent.parent / "examples" / "models" / "mlp_batchnorm.toml"
+    run = tmp_path / "run"
+    settings = TrainSettings(dataset="moons", model=str(model_file), epochs=3, seed=0)
+    train(settings, run, progress=False, plots=False, echo=lambda line: None)
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert "input  float32[batch, 2]" in capsys.readouterr().out
+    names = {i.name for i in onnx.load(str(tmp_path / "m.onnx")).graph.initializer}
+    assert {"2.running_mean", "2.running_var", "input_mean", "input_std"} <= names
+    moons = load("moons")
+    logits = _session(tmp_path / "m.onnx").run(None, {"input": moons.X_test})[0]
+    correct = int((logits.argmax(axis=1) == moons.y_test).sum())
+    assert (correct, len(moons.y_test)) == _evaluate(run, capsys)
