@@ -13,8 +13,8 @@ Heavy imports (matplotlib, tqdm, Pillow) happen inside the functions that need t
 from deltaprop.errors import CheckpointError, TrainingError, TrainingInterrupted
 from deltaprop.training.checkpoint import load_checkpoint, save_checkpoint
 from deltaprop.training.factories import Normalizer
-from deltaprop.training.loop import TrainingRun, evaluate_model
-from deltaprop.training.metrics import classification_report, confusion_matrix
+from deltaprop.training.loop import TrainingRun
+from deltaprop.training.metrics import classification_report, confusion_matrix, evaluate_model
 from deltaprop.training.settings import TrainSettings, resolve_settings
 from deltaprop.training.trainer import RunResult, train
 

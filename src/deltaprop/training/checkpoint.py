@@ -22,11 +22,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deltaprop.errors import CheckpointError
 
 __all__ = [
     "CheckpointError",
     "check_model_fits",
+    "check_training_state",
     "load_checkpoint",
     "save_checkpoint",
     "write_verified",
@@ -80,8 +83,6 @@ def write_verified(path: Path, state: dict[str, Any], previous: Path | None = No
     Raises:
         CheckpointError: the file read back differs from what was written.
     """
-    import numpy as np
-
     path = Path(path)
     pending = path.with_name(f".{path.name}.pending")
     save_checkpoint(pending, state)
@@ -136,3 +137,47 @@ def check_model_fits(model_state: Any, model: Any, where: str) -> None:
             raise CheckpointError(
                 f"{where} does not fit the model: it has a {key!r} the model does not have"
             )
+
+
+def check_training_state(state: Any, model: Any, batches_per_epoch: int, where: str) -> None:
+    """CheckpointError unless ``state`` has every entry of ``TrainingRun.state_dict()`` with
+    the right types, a ``model`` entry that fits ``model`` and generator states NumPy accepts."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where} is not a usable training checkpoint: {what}")
+
+    if not isinstance(state, dict):
+        raise bad(f"it holds a {type(state).__name__}, not a training state")
+    check_model_fits(state.get("model"), model, where)
+    expected = ("optimizer", "epoch", "partial", "rng", "shuffle_rng", "history", "best_acc")
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise bad(f"it has no {missing[0]!r} entry")
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad(f"'epoch' must be a non-negative int, got {epoch!r}")
+    partial = state["partial"]
+    fields = {"batch": int, "loss_sum": float, "correct": int, "seen": int, "seconds": float}
+    if not isinstance(partial, dict) or set(partial) != set(fields):
+        raise bad(f"'partial' must be a dict with {', '.join(fields)}, got {partial!r}")
+    for key, kind in fields.items():
+        value = partial[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind is int and not isinstance(value, int)) or not value >= 0:
+            raise bad(f"partial {key} must be a non-negative {kind.__name__}, got {value!r}")
+    if partial["batch"] > batches_per_epoch:
+        raise bad(f"it stopped at batch {partial['batch']}, but an epoch has {batches_per_epoch}")
+    if not isinstance(state["history"], list) or not all(
+        isinstance(row, dict) for row in state["history"]
+    ):
+        raise bad("'history' must be a list of metric rows")
+    best = state["best_acc"]
+    if isinstance(best, bool) or not isinstance(best, (int, float)):
+        raise bad(f"'best_acc' must be a number, got {best!r}")
+    if not isinstance(state["optimizer"], dict):
+        raise bad("'optimizer' must be an optimizer state dict")
+    for key in ("rng", "shuffle_rng"):
+        try:  # NumPy checks a bit generator state when it is assigned
+            np.random.default_rng().bit_generator.state = state[key]
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise bad(f"{key!r} is not a random generator state") from None

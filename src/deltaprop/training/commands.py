@@ -16,12 +16,19 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from deltaprop.errors import CommandError, DivergenceError, InputError
+from deltaprop.training.argtypes import (
+    hidden_sizes,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    probability,
+    seed,
+)
 
 __all__ = ["add_commands", "cmd_evaluate", "cmd_predict", "cmd_train", "settings_from_args"]
 
@@ -31,77 +38,6 @@ def add_commands(subparsers: Any) -> None:
     _add_train(subparsers)
     _add_evaluate(subparsers)
     _add_predict(subparsers)
-
-
-# ----------------------------------------------------------------------------------------------
-# argument types
-# ----------------------------------------------------------------------------------------------
-
-
-def _hidden_sizes(text: str) -> tuple[int, ...]:
-    """``"256,128"`` -> ``(256, 128)``; ``""`` -> ``()`` (no hidden layer: logistic regression).
-
-    Every part must be a positive int: ``10,,20`` and ``10,`` are refused, not read as 10,20.
-    """
-    parts = text.replace(" ", "").split(",")
-    if parts == [""]:
-        return ()
-    if not all(part.isdigit() for part in parts):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive layer sizes such as 256,128, got {text!r}"
-        )
-    sizes = tuple(int(part) for part in parts)
-    if any(s <= 0 for s in sizes):
-        raise argparse.ArgumentTypeError(f"hidden layer sizes must be positive, got {text!r}")
-    return sizes
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    from deltaprop.training.settings import MAX_SEED
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = _non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
-    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,25 +80,25 @@ def _add_train(subparsers: Any) -> None:
     model.add_argument(
         "--model", help="logreg, mlp (default), lenet5, or the path of a TOML model file"
     )
-    model.add_argument("--hidden", type=_hidden_sizes, help="mlp hidden sizes, e.g. 256,128")
+    model.add_argument("--hidden", type=hidden_sizes, help="mlp hidden sizes, e.g. 256,128")
     model.add_argument("--activation", choices=sorted(ACTIVATIONS), help="mlp/lenet5 activation")
-    model.add_argument("--dropout", type=_probability, help="dropout after hidden layers")
+    model.add_argument("--dropout", type=probability, help="dropout after hidden layers")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=_positive_int)
+    opt.add_argument("--epochs", type=positive_int)
     opt.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         help="samples per batch in each process (with --nproc N or mpirun -n N, the global "
         "batch is N times it)",
     )
     opt.add_argument("--optimizer", choices=OPTIMIZERS, help="(default: adam)")
-    opt.add_argument("--lr", type=_positive_float, help="learning rate")
-    opt.add_argument("--momentum", type=_non_negative_float, help="sgd and rmsprop only")
-    opt.add_argument("--weight-decay", type=_non_negative_float)
+    opt.add_argument("--lr", type=positive_float, help="learning rate")
+    opt.add_argument("--momentum", type=non_negative_float, help="sgd and rmsprop only")
+    opt.add_argument("--weight-decay", type=non_negative_float)
     opt.add_argument("--scheduler", choices=SCHEDULERS, help="per-epoch lr schedule")
-    opt.add_argument("--step-size", type=_positive_int, help="StepLR period in epochs")
-    opt.add_argument("--gamma", type=_positive_float, help="StepLR / ExponentialLR factor")
-    opt.add_argument("--seed", type=_seed, help="seed of initialisation, shuffling and dropout")
+    opt.add_argument("--step-size", type=positive_int, help="StepLR period in epochs")
+    opt.add_argument("--gamma", type=positive_float, help="StepLR / ExponentialLR factor")
+    opt.add_argument("--seed", type=seed, help="seed of initialisation, shuffling and dropout")
     run = p.add_argument_group("run")
     run.add_argument(
         "--out", help="run directory (default: runs/DATASET-MODEL, numbered if it exists)"
@@ -172,7 +108,7 @@ def _add_train(subparsers: Any) -> None:
     )
     run.add_argument(
         "--nproc",
-        type=_positive_int,
+        type=positive_int,
         help="train on N processes of this machine (data parallel, through MPI: starts mpirun "
         "itself; on several machines run mpirun -n N deltaprop train ... instead)",
     )
@@ -328,9 +264,9 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a run's model on a split: the classification report plus ``loss`` and ``text``."""
     from deltaprop.datasets import load
-    from deltaprop.training.loop import evaluate_model
     from deltaprop.training.metrics import (
         classification_report,
+        evaluate_model,
         format_confusion_matrix,
         format_report,
     )
@@ -386,7 +322,7 @@ def _add_predict(subparsers: Any) -> None:
     p.add_argument(
         "--checkpoint", default="last", help="last (default), best, or a checkpoint file"
     )
-    p.add_argument("--top", type=_positive_int, default=1, help="show the k most likely classes")
+    p.add_argument("--top", type=positive_int, default=1, help="show the k most likely classes")
     p.set_defaults(func=cmd_predict)
 
 

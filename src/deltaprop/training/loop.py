@@ -36,9 +36,7 @@ replaces :func:`evaluate_model` for the end-of-epoch test (e.g. split over proce
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,10 +45,11 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.errors import CheckpointError, DivergenceError, TrainingInterrupted
-from deltaprop.training.checkpoint import check_model_fits, load_checkpoint, write_verified
+from deltaprop.errors import CheckpointError, TrainingInterrupted
+from deltaprop.training.checkpoint import check_training_state, load_checkpoint, write_verified
 from deltaprop.training.factories import build_optimizer, build_scheduler
-from deltaprop.training.metrics import write_metrics_csv
+from deltaprop.training.guards import divergence_error, non_finite, sigint_requests_stop
+from deltaprop.training.metrics import evaluate_model, write_metrics_csv
 from deltaprop.training.settings import TrainSettings
 
 __all__ = [
@@ -66,35 +65,6 @@ METRICS_FILE = "metrics.csv"
 LAST_CHECKPOINT = "checkpoints/last.safetensors"
 PREVIOUS_CHECKPOINT = "checkpoints/previous.safetensors"
 BEST_CHECKPOINT = "checkpoints/best.safetensors"
-
-
-def evaluate_model(
-    model: Any, X: np.ndarray, y: np.ndarray, batch_size: int = 1000
-) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy and predicted classes of ``model`` on ``(X, y)``.
-
-    Runs in eval mode under ``no_grad`` in batches of ``batch_size``, and restores the
-    module's previous mode.
-    """
-    import deltaprop as dp
-    from deltaprop.nn import functional as F
-
-    was_training = model.training
-    model.eval()
-    loss_sum = 0.0
-    predictions = np.empty(len(X), dtype=np.int64)
-    try:
-        with dp.no_grad():
-            for start in range(0, len(X), batch_size):
-                xb = dp.from_numpy(X[start : start + batch_size])
-                yb = dp.from_numpy(y[start : start + batch_size])
-                logits = model(xb)
-                loss_sum += float(F.cross_entropy(logits, yb).item()) * len(yb)
-                predictions[start : start + len(yb)] = logits.data.argmax(axis=1)
-    finally:
-        model.train(was_training)
-    n = max(len(X), 1)
-    return loss_sum / n, float((predictions == y).mean()) if len(X) else 0.0, predictions
 
 
 @dataclass
@@ -211,7 +181,7 @@ class TrainingRun:
 
         if self.resume_epoch_start and isinstance(state, dict) and "partial" in state:
             state = {**state, "partial": _EpochProgress().to_dict()}
-        _check_training_state(state, self, where)
+        check_training_state(state, self.model, len(self.loader), where)
         self.model.load_state_dict(state["model"])
         try:  # the optimizer and scheduler check their own state dicts (ValueError, KeyError)
             self.optimizer.load_state_dict(state["optimizer"])
@@ -280,7 +250,7 @@ class TrainingRun:
             TrainingInterrupted: :meth:`request_stop` was called (e.g. by Ctrl-C); a checkpoint
                 was saved first.
         """
-        with _sigint_requests_stop(self):
+        with sigint_requests_stop(self):
             while self.epoch < int(self.settings.epochs):
                 self._train_epoch()
                 if self.partial.batch < len(self.loader):  # stopped inside the epoch
@@ -364,35 +334,12 @@ class TrainingRun:
         self, loss: float, parameters: list[tuple[str, Any]], batch: int, total: int
     ) -> None:
         """DivergenceError when the loss or a gradient is NaN or infinite (before the step)."""
-        what = None
-        if not math.isfinite(loss):
-            what = f"the training loss became {loss}"
-        else:
-            for name, p in parameters:
-                g = p.grad
-                if g is not None and not math.isfinite(float(g.data.sum())):
-                    bad = g.data[~np.isfinite(g.data)]
-                    what = f"the gradient of {name} became {bad.flat[0] if bad.size else 'inf'}"
-                    break
+        what = non_finite(loss, parameters)
         if what is not None:
             self._diverged(f"{what} at epoch {self.epoch + 1}, batch {batch} of {total}")
 
     def _diverged(self, what: str) -> None:
-        last = self.out / LAST_CHECKPOINT
-        kept = (
-            f"the last good checkpoint is {last} (end of epoch {self.epoch})"
-            if self.epoch > 0 and last.is_file()
-            else "no checkpoint was written (it diverged in the first epoch)"
-        )
-        hints = [f"lower --lr (now {self.lr:g})"]
-        if not self.settings.normalize:
-            hints.append("drop --no-normalize")
-        if float(self.settings.weight_decay or 0) > 0:
-            hints.append(f"lower --weight-decay (now {float(self.settings.weight_decay):g})")
-        raise DivergenceError(
-            f"{what}; training stopped and {kept}; try again with a smaller step: "
-            + " or ".join(hints)
-        )
+        raise divergence_error(what, self.out / LAST_CHECKPOINT, self.epoch, self.settings, self.lr)
 
     def _progress_bar(self, progress: _EpochProgress) -> Any:
         if not self.progress:
@@ -452,75 +399,3 @@ class TrainingRun:
             f"test loss {test_loss:.4f} acc {test_acc:6.2%}  lr {lr:.2e}  "
             f"{seconds:.1f}s ({rate:,.0f} train samples/s)"
         )
-
-
-class _sigint_requests_stop:
-    """While active (main thread only), the first Ctrl-C calls ``run.request_stop()``."""
-
-    def __init__(self, run: TrainingRun) -> None:
-        self.run = run
-        self.previous: Any = None
-
-    def __enter__(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        self.previous = signal.getsignal(signal.SIGINT)
-
-        def handler(signum: int, frame: Any) -> None:
-            if self.run._stop:  # second Ctrl-C: abort now
-                raise KeyboardInterrupt
-            self.run.request_stop()
-            print(
-                "\nstopping after this batch to save a checkpoint (Ctrl-C again to abort)",
-                file=sys.stderr,
-            )
-
-        signal.signal(signal.SIGINT, handler)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-
-def _check_training_state(state: Any, run: TrainingRun, where: str) -> None:
-    """CheckpointError unless ``state`` has every entry of :meth:`TrainingRun.state_dict` with
-    the right types, a model of the run's shapes and generator states NumPy accepts."""
-
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"{where} is not a usable training checkpoint: {what}")
-
-    if not isinstance(state, dict):
-        raise bad(f"it holds a {type(state).__name__}, not a training state")
-    check_model_fits(state.get("model"), run.model, where)
-    expected = ("optimizer", "epoch", "partial", "rng", "shuffle_rng", "history", "best_acc")
-    missing = [k for k in expected if k not in state]
-    if missing:
-        raise bad(f"it has no {missing[0]!r} entry")
-    epoch = state["epoch"]
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise bad(f"'epoch' must be a non-negative int, got {epoch!r}")
-    partial = state["partial"]
-    fields = {"batch": int, "loss_sum": float, "correct": int, "seen": int, "seconds": float}
-    if not isinstance(partial, dict) or set(partial) != set(fields):
-        raise bad(f"'partial' must be a dict with {', '.join(fields)}, got {partial!r}")
-    for key, kind in fields.items():
-        value = partial[key]
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or (kind is int and not isinstance(value, int)) or not value >= 0:
-            raise bad(f"partial {key} must be a non-negative {kind.__name__}, got {value!r}")
-    if partial["batch"] > len(run.loader):
-        raise bad(f"it stopped at batch {partial['batch']}, but an epoch has {len(run.loader)}")
-    if not isinstance(state["history"], list) or not all(
-        isinstance(row, dict) for row in state["history"]
-    ):
-        raise bad("'history' must be a list of metric rows")
-    best = state["best_acc"]
-    if isinstance(best, bool) or not isinstance(best, (int, float)):
-        raise bad(f"'best_acc' must be a number, got {best!r}")
-    if not isinstance(state["optimizer"], dict):
-        raise bad("'optimizer' must be an optimizer state dict")
-    for key in ("rng", "shuffle_rng"):
-        try:  # NumPy checks a bit generator state when it is assigned
-            np.random.default_rng().bit_generator.state = state[key]
-        except (TypeError, ValueError, KeyError, OverflowError):
-            raise bad(f"{key!r} is not a random generator state") from None

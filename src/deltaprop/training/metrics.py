@@ -1,4 +1,5 @@
-"""Classification metrics and the per-epoch metrics table (``metrics.csv``).
+"""Classification metrics, the evaluation of a model on a split, and the per-epoch metrics
+table (``metrics.csv``).
 
 >>> import numpy as np
 >>> y_true = np.array([0, 0, 1, 1, 2])
@@ -24,6 +25,7 @@ __all__ = [
     "METRICS_COLUMNS",
     "classification_report",
     "confusion_matrix",
+    "evaluate_model",
     "format_confusion_matrix",
     "format_report",
     "read_metrics_csv",
@@ -156,3 +158,32 @@ def read_metrics_csv(path: str | os.PathLike[str]) -> list[dict[str, float]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+
+
+def evaluate_model(
+    model: Any, X: np.ndarray, y: np.ndarray, batch_size: int = 1000
+) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and predicted classes of ``model`` on ``(X, y)``.
+
+    Runs in eval mode under ``no_grad`` in batches of ``batch_size``, and restores the
+    module's previous mode.
+    """
+    import deltaprop as dp
+    from deltaprop.nn import functional as F
+
+    was_training = model.training
+    model.eval()
+    loss_sum = 0.0
+    predictions = np.empty(len(X), dtype=np.int64)
+    try:
+        with dp.no_grad():
+            for start in range(0, len(X), batch_size):
+                xb = dp.from_numpy(X[start : start + batch_size])
+                yb = dp.from_numpy(y[start : start + batch_size])
+                logits = model(xb)
+                loss_sum += float(F.cross_entropy(logits, yb).item()) * len(yb)
+                predictions[start : start + len(yb)] = logits.data.argmax(axis=1)
+    finally:
+        model.train(was_training)
+    n = max(len(X), 1)
+    return loss_sum / n, float((predictions == y).mean()) if len(X) else 0.0, predictions

@@ -45,7 +45,8 @@ from deltaprop.training.factories import (
     model_layers,
     prepare_settings,
 )
-from deltaprop.training.loop import TrainingRun, evaluate_model
+from deltaprop.training.loop import TrainingRun
+from deltaprop.training.metrics import evaluate_model
 from deltaprop.training.rundir import CONFIG_FILE, read_config
 from deltaprop.training.settings import COMMON_DEFAULTS, TrainSettings, check_setting
 from deltaprop.userfiles import check_output_dir
