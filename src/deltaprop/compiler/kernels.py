@@ -32,11 +32,11 @@ from deltaprop.tensor import Tensor
 
 
 class LinearKernel:
-    """``LinearFunction`` with a 2-D input and a bias: ``y = x @ W.T; y += b``.
+    """``LinearFunction`` with a 2-D input and a bias: ``y = dot(x, W.T); y += b``.
 
-    Backward: ``gW = g.T @ x``, ``gb = g.sum(axis=0)`` (fresh arrays: they become the
-    parameters' ``.grad``), then ``gx = g @ W``: into ``gx_buffer`` when the program found a
-    dead buffer for it (see :func:`select_kernels`), else a fresh array.
+    Backward: ``gW = dot(g.T, x)``, ``gb = g.sum(axis=0)`` (fresh arrays: they become the
+    parameters' ``.grad``), then ``gx = dot(g, W)``: into ``gx_buffer`` when the program found
+    a dead buffer for it (see :func:`select_kernels`), else a fresh array.
     """
 
     def __init__(self, needs: tuple[bool, ...], x: Tensor, w: Tensor, b: Tensor, out: Tensor):
@@ -46,17 +46,17 @@ class LinearKernel:
         self.gx_buffer: np.ndarray | None = None
 
     def forward(self) -> None:
-        y = np.matmul(self.x.data, self.w.data.T, out=self.y)
+        y = np.dot(self.x.data, self.w.data.T, out=self.y)
         y += self.b.data
 
     def backward(self, g: np.ndarray) -> tuple:
         needs = self.needs
-        gw = g.T @ self.x.data if needs[1] else None
+        gw = np.dot(g.T, self.x.data) if needs[1] else None
         gb = g.sum(axis=0) if needs[2] else None
         gx = None
         if needs[0]:  # last: it may overwrite x, which nothing reads any more
             buf = self.gx_buffer
-            gx = g @ self.w.data if buf is None else np.matmul(g, self.w.data, out=buf)
+            gx = np.dot(g, self.w.data) if buf is None else np.dot(g, self.w.data, out=buf)
         return gx, gw, gb
 
 
