@@ -22,6 +22,7 @@ from deltaprop import nn  # noqa: E402
 from deltaprop.errors import ExportError, InputError  # noqa: E402
 from deltaprop.nn import functional as F  # noqa: E402
 from deltaprop.onnx.builder import MAX_OPSET, MIN_OPSET  # noqa: E402
+from deltaprop.tensor import Function  # noqa: E402
 
 
 class Fn(nn.Module):
@@ -325,24 +326,33 @@ def test_without_dynamic_axes_the_shape_is_fixed():
 # ----------------------------------------------------------------------------------------------
 
 
-class WithLoss(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(3, 2)
-        self.loss = nn.MSELoss()
+class CubeFunction(Function):
+    """A user-defined op: y = x^3, dy/dx = 3 x^2 (no ONNX mapping)."""
 
     def forward(self, x):
-        return self.loss(self.fc(x), dp.zeros(x.shape[0], 2))
+        return x**3
+
+    def backward(self, gy):
+        (x,) = self.saved_inputs()
+        return (gy * 3 * x * x,)
+
+
+class Cube(nn.Module):
+    def forward(self, x):
+        return CubeFunction().apply(x)
 
 
 def test_unsupported_op_is_named_with_its_module():
-    with pytest.raises(ExportError, match=r"op MSELoss .*module 'loss' \(MSELoss\)"):
-        export_bytes(WithLoss(), np.zeros((2, 3), np.float32))
+    model = nn.Sequential(nn.Linear(3, 2), Cube())
+    with pytest.raises(ExportError, match=r"op Cube \(CubeFunction\), used in module '1' \(Cube\)"):
+        export_bytes(model, np.zeros((2, 3), np.float32))
 
 
 def test_unsupported_op_in_a_forward_outside_submodules():
-    model = Fn(lambda x, w: F.cross_entropy(x * w, dp.tensor([0, 1])), (3,))
-    with pytest.raises(ExportError, match=r"op CrossEntropy .*the forward of Fn"):
+    model = Fn(lambda x, w: CubeFunction().apply(x * w), (3,))
+    with pytest.raises(
+        ExportError, match=r"op Cube .*the forward of Fn \(outside its submodules\)"
+    ):
         export_bytes(model, np.zeros((2, 3), np.float32))
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from deltaprop.errors import ExportError
 from deltaprop.onnx.builder import OPAQUE, Dim, GraphBuilder, Value, broadcast_dyn
+from deltaprop.onnx.convert_loss import LOSS_CONVERTERS
 from deltaprop.ops import activation as act
 from deltaprop.ops import conv, dropout, elementwise, linear, matmul, norm, pool, reduce, shape
 from deltaprop.ops.common import conv_output_size
@@ -553,4 +554,5 @@ CONVERTERS = {
     shape.GetItemFunction: _getitem,
     shape.CatFunction: _cat,
     shape.StackFunction: _stack,
+    **LOSS_CONVERTERS,
 }

@@ -167,11 +167,13 @@ def _example_inputs(args: Any) -> list[Tensor]:
                 f"args[{i}] is a {type(a).__name__}; export takes Tensors or NumPy arrays as the "
                 "model's inputs"
             )
-        if data.dtype.kind != "f":
+        if data.dtype.kind not in "fiu":
             raise ExportError(
-                f"args[{i}] has dtype {data.dtype}; export takes floating point inputs"
+                f"args[{i}] has dtype {data.dtype}; export takes floating point inputs (and "
+                "integer ones, such as class-index targets)"
             )
-        inputs.append(_make(np.array(data, order="C"), True))  # a copy that records the graph
+        # a copy; a float one requires gradients, so that every op reading it is recorded
+        inputs.append(_make(np.array(data, order="C"), data.dtype.kind == "f"))
     return inputs
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from deltaprop.errors import ExportError
 from deltaprop.ops.elementwise import WhereFunction
+from deltaprop.ops.loss import NLLLossFunction
 from deltaprop.ops.shape import GetItemFunction
 from deltaprop.random import get_rng_state, set_rng_state
 from deltaprop.tensor import Tensor, _make, enable_grad
@@ -132,6 +133,8 @@ def _frozen(fn: Any, is_graph_leaf: Callable[[Tensor], bool]) -> list[np.ndarray
     values = [t.data for t in fn.inputs if t._ctx is None and not is_graph_leaf(t)]
     if isinstance(fn, WhereFunction):
         values.append(np.asarray(fn.cond))
+    if isinstance(fn, NLLLossFunction):  # the op holds its class-index targets
+        values.append(fn.tg.y)
     if isinstance(fn, GetItemFunction):
         index = fn.index if isinstance(fn.index, tuple) else (fn.index,)
         values.extend(i if isinstance(i, np.ndarray) else np.asarray(repr(i)) for i in index)
@@ -139,13 +142,16 @@ def _frozen(fn: Any, is_graph_leaf: Callable[[Tensor], bool]) -> list[np.ndarray
 
 
 def _perturbed(inputs: list[Tensor]) -> list[Tensor]:
-    """Other inputs of the same shapes: each example's values shuffled, negated and jittered, so
-    that comparisons, orderings and signs computed from them change."""
+    """Other inputs of the same shapes: each example's values shuffled, negated and jittered (an
+    integer input shuffled), so that comparisons, orderings and signs computed from them change."""
     rng = np.random.default_rng(20240917)
     out = []
     for t in inputs:
-        scale = float(np.std(t.data)) + 1e-3 if t.data.size else 1.0
         shuffled = rng.permutation(t.data.reshape(-1)).reshape(t.shape)
+        if t.dtype.kind != "f":  # integers (class indices): shuffled only, still valid
+            out.append(_make(shuffled))
+            continue
+        scale = float(np.std(t.data)) + 1e-3 if t.data.size else 1.0
         other = rng.standard_normal(t.shape) * scale - shuffled
         out.append(_make(other.astype(t.dtype), True))
     return out
