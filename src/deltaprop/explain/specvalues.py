@@ -31,8 +31,15 @@ def string(v: Any, key: str, where: Where) -> str:
     return v
 
 
+def _finite(v: Any) -> bool:
+    """A finite int or float that a float64 can hold."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return abs(v) <= 1e300 if isinstance(v, int) else math.isfinite(v) and abs(v) <= 1e300
+
+
 def number(v: Any, key: str, where: Where) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not _finite(v):
         raise where.err(key, f"expected a finite number, got {_show(v)}")
     return float(v)
 
@@ -83,23 +90,27 @@ def pair(v: Any, key: str, where: Where, minimum: int = 1) -> tuple[int, int]:
 def array(v: Any, key: str, where: Where, ndims: tuple[int, ...], what: str) -> np.ndarray:
     """A rectangular float64 array of one of the allowed ranks."""
 
-    def check(x: Any, depth: int) -> None:
+    def check(x: Any, depth: int) -> tuple[int, ...]:
+        """The shape of ``x``: every row the same shape, numbers at the leaves."""
         if depth > 4:
             raise where.err(key, f"expected {what}; it is nested too deeply")
         if isinstance(x, list):
             if not x:
                 raise where.err(key, f"expected {what}, found an empty list")
-            lens = {len(e) if isinstance(e, list) else -1 for e in x}
-            if len(lens) > 1:
-                if -1 in lens:
+            shapes = {check(e, depth + 1) for e in x}
+            if len(shapes) > 1:
+                if () in shapes:
                     raise where.err(key, f"expected {what}; it mixes numbers and lists")
-                raise where.err(key, f"expected {what}; rows have different lengths {sorted(lens)}")
-            for e in x:
-                check(e, depth + 1)
-        elif isinstance(x, bool) or not isinstance(x, (int, float)):
+                lens = sorted({s[0] for s in shapes})
+                if len(lens) > 1:
+                    raise where.err(key, f"expected {what}; rows have different lengths {lens}")
+                raise where.err(key, f"expected {what}; its rows have different shapes")
+            return (len(x),) + shapes.pop()
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
             raise where.err(key, f"expected {what} of numbers, found {_show(x)}")
-        elif not math.isfinite(x) or abs(x) > 1e300:
+        if not _finite(x):
             raise where.err(key, f"expected finite numbers, found {_show(x)}")
+        return ()
 
     if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 in ndims:
         check(v, 0)
