@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -35,7 +36,15 @@ import numpy as np
 from deltaprop.distributed import backend
 from deltaprop.errors import CommandError
 
-__all__ = ["World", "current_world", "join_mpirun_world", "launch", "strip_nproc", "finish"]
+__all__ = [
+    "World",
+    "abort",
+    "current_world",
+    "finish",
+    "join_mpirun_world",
+    "launch",
+    "strip_nproc",
+]
 
 
 def find_mpirun() -> str | None:
@@ -80,8 +89,54 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI refuses root unless told
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    status = subprocess.run(cmd, env=env).returncode
+    # mpirun runs in its own session: on Ctrl-C it would kill the job at once, so the terminal's
+    # SIGINT reaches this process only, which hands it to the ranks themselves: they agree to
+    # stop after the same batch and rank 0 saves a checkpoint (a second Ctrl-C aborts)
+    process = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def forward(signum: int, frame: Any) -> None:
+        ranks = _rank_processes(process.pid)
+        for pid in ranks or [process.pid]:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    previous = signal.signal(signal.SIGINT, forward)
+    try:
+        status = process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return 128 - status if status < 0 else status  # killed by a signal: 128 + its number
+
+
+def _rank_processes(mpirun_pid: int) -> list[int]:
+    """The ``deltaprop`` processes started under ``mpirun_pid`` (read from /proc; [] where there
+    is no /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [mpirun_pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"deltaprop" in argv:
+                found.append(child)
+    return found
 
 
 class World:
@@ -202,5 +257,12 @@ def finish(world: World | None, status: int) -> int:
     if status == INTERRUPTED:
         world.barrier()
         return status
+    return abort(status)
+
+
+def abort(status: int) -> int:
+    """End every process of the job now, with exit status ``status``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
     backend.mpi().COMM_WORLD.Abort(status)
     return status  # (not reached)

@@ -169,7 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     started by ``mpirun`` joins the others (see :mod:`deltaprop.distributed.training`).
     """
     from deltaprop.distributed import is_mpi_launched
-    from deltaprop.distributed.training import finish, join_mpirun_world, launch
+    from deltaprop.distributed.training import abort, finish, join_mpirun_world, launch
 
     if args.nproc is not None and is_mpi_launched():
         raise CommandError(
@@ -187,6 +187,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except InputError as e:  # one sentence, from the rank that found it
         print(f"deltaprop train: error: (rank {world.rank}) {_sentence(e)}", file=sys.stderr)
         status = 2
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, whatever the other ranks do
+        print(f"deltaprop train: interrupted (rank {world.rank})", file=sys.stderr)
+        return abort(130)
     return finish(world, status)
 
 
