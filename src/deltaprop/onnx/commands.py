@@ -88,6 +88,16 @@ def export_run(
 
     Raises an :class:`~deltaprop.errors.InputError` (one sentence) for a missing run or
     checkpoint, an unsupported opset or an output path that cannot be written.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from deltaprop.training import TrainSettings, train
+    >>> run = Path(tempfile.mkdtemp()) / "xor"
+    >>> _ = train(TrainSettings(dataset="xor", model="mlp", hidden=(8,), epochs=1), run,
+    ...           progress=False, plots=False, echo=lambda line: None)
+    >>> info = export_run(run, run / "xor.onnx")
+    >>> info["input"][:3], info["output"][:3]
+    (('input', 'float32', ('batch', 2)), ('logits', 'float32', ('batch', 2)))
     """
     from deltaprop.onnx.export import export_model
     from deltaprop.tensor import _make
