@@ -109,3 +109,30 @@ def test_nproc_without_mpi_says_what_to_install(tmp_path):
     assert proc.returncode == 2
     assert 'pip install "deltaprop[mpi]"' in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_stops_every_rank_after_the_same_batch_and_resumes(tmp_path):
+    """SIGINT to ``deltaprop train --nproc 2``: the ranks agree to stop, rank 0 saves a
+    mid-epoch checkpoint, exit status 130; --resume continues at that batch."""
+    import signal
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "deltaprop", "train", "--nproc", "2", "--epochs", "3",
+           "--batch-size", "16", "--out", str(out), "--no-progress", "--no-plots"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=mpi_env(), start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoints" / "last.safetensors").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    stopped = re.search(r"stopped at epoch (\d+), batch (\d+) of (\d+)", stderr)
+    assert stopped, stderr
+    resumed = deltaprop("train", "--nproc", "2", "--out", str(out), "--resume", "--epochs", "3",
+                        "--no-progress", "--no-plots")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    epoch, batch, total = stopped.groups()
+    assert f"epoch {epoch} of 3, after batch {batch} of {total}" in resumed.stdout
+    assert [r["epoch"] for r in rows(out)] == ["1", "2", "3"]
