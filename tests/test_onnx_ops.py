@@ -523,3 +523,25 @@ def test_running_statistics_keep_their_buffer_names():
     data = check_batches(model, _x((3,)), batches=(2, 4))
     names = {i.name for i in onnx.load_from_string(data).graph.initializer}
     assert {"centre", "spread", "fc.weight", "fc.bias"} <= names
+
+
+@pytest.mark.parametrize(
+    "forward",
+    [
+        lambda x, w: (x * w).var(0) + (x * w).std((0, 2), correction=0, keepdim=True)[0],
+        lambda x, w: (x * w).var() + (x * w).mean(0).sum(),
+        lambda x, w: (x * w)[1:].sum(0) + (x * w)[-2:, :, ::2].amax((0, 2))[:, None],
+        lambda x, w: (x * w)[0] + (x * w)[-1] + (x * w)[[0, 1]].mean(0),
+        lambda x, w: (x * w)[None, :, 1].sum(1) + (x * w)[::-1][0, 0],
+    ],
+    ids=["var-std", "all", "slices", "ints-gather", "none-reversed"],
+)
+@pytest.mark.parametrize("opset", [13, 18])
+def test_reductions_and_indexing_along_the_dynamic_axis(forward, opset):
+    """Outputs without the batch axis: a reduction over it, or an element picked from it."""
+    model, make = Fn(forward, (4,)), _x((3, 4))
+    data = export_bytes(model, make(3), dynamic_axes={"input": [0]}, opset_version=opset)
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    for n in (3, 6):
+        x = make(n)
+        assert_close(sess.run(None, {"input": x})[0], model(dp.tensor(x)).data)

@@ -338,18 +338,20 @@ def _reduce(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
 
 
 def _var_std(b: GraphBuilder, fn: Any, ins: list[Value], y: np.ndarray) -> Value:
+    """sum((x - mean)^2) / (n - correction), n the number of reduced elements (read from the
+    input's shape at run time when a reduced axis is dynamic); std: its square root."""
     x = ins[0]
     axes = list(range(x.ndim)) if fn.axes is None else list(fn.axes)
-    if any(a in x.dyn for a in axes):
-        raise ExportError(
-            f"{fn.name.lower()} over a dynamic axis (axes {axes} of an input whose dynamic axes "
-            f"are {sorted(x.dyn)}) cannot be exported: its divisor depends on the axis length"
-        )
-    n = int(np.prod([x.shape[a] for a in axes]))
     xc = b.node("Sub", [x.name, b.reduce("ReduceMean", x.name, axes, True)])
     ss = b.reduce("ReduceSum", b.node("Mul", [xc, xc]), axes, fn.keepdims)
-    dof = n - fn.correction
-    name = b.node("Div", [ss, _scalar(b, dof if dof != 0 else 0.0, x)])
+    if any(a in x.dyn for a in axes):
+        sizes = b.node("Gather", [b.node("Shape", [x.name]), b.ints(axes)], axis=0)
+        n = b.node("Cast", [b.reduce("ReduceProd", sizes, None, False)],
+                   to=b.helper.np_dtype_to_tensor_dtype(np.dtype(x.dtype)))  # fmt: skip
+        dof = b.node("Sub", [n, _scalar(b, fn.correction, x)])
+    else:
+        dof = _scalar(b, int(np.prod([x.shape[a] for a in axes])) - fn.correction, x)
+    name = b.node("Div", [ss, dof])
     if isinstance(fn, reduce.StdFunction):
         name = b.node("Sqrt", [name])
     return _out(b, name, y, _reduced_dyn(x, fn.axes, fn.keepdims))
