@@ -474,6 +474,21 @@ def test_values_computed_from_the_input_outside_the_graph_are_refused(forward):
         export_bytes(Fn(forward, (3,)), x)
 
 
+@pytest.mark.parametrize(
+    "forward,message",
+    [
+        (lambda x, w: x * w + dp.zeros(x.shape[0], 3), "sized by the input's shape"),
+        (lambda x, w: x * w.reshape(1, 3).expand(x.shape[0], -1), "expand"),
+    ],
+    ids=["new-tensor", "expand"],
+)
+def test_sizes_taken_from_the_batch_are_refused_with_a_dynamic_batch(forward, message):
+    model, x = Fn(forward, (3,)), np.ones((2, 3), np.float32)
+    export_bytes(model, x)  # a fixed batch: nothing to follow
+    with pytest.raises(ExportError, match=message):
+        export_bytes(model, x, dynamic_axes={"input": [0]})
+
+
 def test_random_values_in_the_forward_are_not_mistaken_for_input_values():
     model = Fn(lambda x, w: x * w + dp.randn(3), (3,))  # frozen noise, the same in both traces
     export_bytes(model, np.ones((2, 3), np.float32))

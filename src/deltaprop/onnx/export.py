@@ -9,8 +9,9 @@ How it works
 2. The recorded ops are walked from the outputs back to the leaves and put in topological order.
    A leaf is an input, a parameter or buffer (an initializer under its ``state_dict`` name), or a
    constant (an initializer too).
-   The model then runs once more on other values of the same shapes: a value the graph would
-   freeze (a comparison, an index computed from the input) that changed is refused.
+   The model then runs once more on other values, each dynamic axis one longer: a value the
+   graph would freeze (a comparison, an index computed from the input) that changed, or an
+   output length that changed where the graph would fix it, is refused.
 3. Each op becomes ONNX nodes (:mod:`deltaprop.onnx.convert`). Shapes written into the graph
    leave the ``dynamic_axes`` free, so one file serves any batch size.
 4. The model is checked with ``onnx.checker.check_model(full_check=True)`` and written
@@ -30,7 +31,7 @@ import numpy as np
 from deltaprop.errors import ExportError
 from deltaprop.onnx.builder import MAX_OPSET, MIN_OPSET, Dim, GraphBuilder, Value
 from deltaprop.onnx.convert import CONVERTERS
-from deltaprop.onnx.trace import check_stable, topological, trace
+from deltaprop.onnx.trace import check_shapes, check_stable, topological, trace
 from deltaprop.random import get_rng_state
 from deltaprop.tensor import Tensor, _make
 
@@ -120,16 +121,19 @@ def export_model(
     axes = _dynamic_axes(dynamic_axes, in_names, out_names, inputs, outputs)
     state = _state_names(model, constants or {})
     order = topological(outputs)
-    check_stable(
-        lambda xs: trace(model, xs, preprocess),
-        inputs,
-        order,
-        set(state),
-        lambda fn: _where(model, owners, fn),
-        rng_before,
-    )
-    proto = _build(onnx, model, inputs, outputs, order, owners, state, in_names, out_names, axes,
-                   opset)  # fmt: skip
+
+    def where(fn: Any) -> str:
+        return _where(model, owners, fn)
+
+    def run(xs: list[Tensor]) -> tuple[list[Tensor], dict]:
+        return trace(model, xs, preprocess)
+
+    dynamic = [set(axes.get(name, {})) for name in in_names]
+    other = check_stable(run, inputs, dynamic, order, set(state), where, rng_before)
+    proto, values = _build(onnx, model, inputs, outputs, order, owners, state, in_names,
+                           out_names, axes, opset)  # fmt: skip
+    if other is not None:
+        check_shapes(order, other, lambda fn: set(values[id(fn)].dyn), where)
     if metadata:
         onnx.helper.set_model_props(proto, dict(metadata))
     onnx.checker.check_model(proto, full_check=True)
@@ -310,7 +314,7 @@ def _state_names(model: Any, named: Mapping[str, Tensor]) -> dict[int, str]:
 
 
 def _build(onnx, model, inputs, outputs, order, owners, state, in_names, out_names, axes, opset):
-    """The ModelProto of the traced ops ``order`` (see :func:`export_model` for the rest)."""
+    """The ModelProto of the traced ops ``order`` and the Value of each (by id of the op)."""
     from deltaprop.nn.module import Module
 
     helper = onnx.helper
@@ -401,7 +405,7 @@ def _build(onnx, model, inputs, outputs, order, owners, state, in_names, out_nam
         producer_version=deltaprop.__version__,
     )
     proto.ir_version = helper.find_min_ir_version_for(opsets)
-    return proto
+    return proto, values
 
 
 def _elem(helper: Any, dtype: np.dtype) -> int:

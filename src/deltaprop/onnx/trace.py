@@ -29,7 +29,7 @@ from deltaprop.ops.shape import GetItemFunction
 from deltaprop.random import get_rng_state, set_rng_state
 from deltaprop.tensor import Tensor, _make, enable_grad
 
-__all__ = ["trace", "topological", "check_stable", "tensors_of"]
+__all__ = ["trace", "topological", "check_stable", "check_shapes", "tensors_of"]
 
 
 def tensors_of(obj: Any) -> list[Tensor]:
@@ -141,18 +141,20 @@ def _frozen(fn: Any, is_graph_leaf: Callable[[Tensor], bool]) -> list[np.ndarray
     return values
 
 
-def _perturbed(inputs: list[Tensor]) -> list[Tensor]:
-    """Other inputs of the same shapes: each example's values shuffled, negated and jittered (an
-    integer input shuffled), so that comparisons, orderings and signs computed from them change."""
+def _perturbed(inputs: list[Tensor], grow: list[set[int]]) -> list[Tensor]:
+    """Other inputs: each example's values shuffled, negated and jittered (an integer input
+    shuffled), so that comparisons, orderings and signs computed from them change; each axis in
+    ``grow[i]`` (the dynamic axes of input i) one longer."""
     rng = np.random.default_rng(20240917)
     out = []
-    for t in inputs:
-        shuffled = rng.permutation(t.data.reshape(-1)).reshape(t.shape)
+    for t, axes in zip(inputs, grow):
+        shape = tuple(n + 1 if a in axes else n for a, n in enumerate(t.shape))
+        shuffled = np.resize(rng.permutation(t.data.reshape(-1)), shape)
         if t.dtype.kind != "f":  # integers (class indices): shuffled only, still valid
-            out.append(_make(shuffled))
+            out.append(_make(shuffled.astype(t.dtype)))
             continue
         scale = float(np.std(t.data)) + 1e-3 if t.data.size else 1.0
-        other = rng.standard_normal(t.shape) * scale - shuffled
+        other = rng.standard_normal(shape) * scale - shuffled
         out.append(_make(other.astype(t.dtype), True))
     return out
 
@@ -160,25 +162,29 @@ def _perturbed(inputs: list[Tensor]) -> list[Tensor]:
 def check_stable(
     run: Callable[[list[Tensor]], tuple[list[Tensor], dict]],
     inputs: list[Tensor],
+    dynamic: list[set[int]],
     order: list[Any],
     state_ids: set[int],
     where: Callable[[Any], str],
     rng_before: dict[str, Any],
-) -> None:
-    """Compare the ops of the first trace (``order``, on ``inputs``) with a second trace.
+) -> list[Any] | None:
+    """Compare the ops of the first trace (``order``, on ``inputs``) with a second trace on
+    other values, with the ``dynamic`` axes of each input one longer.
 
     ``run`` traces the model on a list of inputs; ``state_ids`` are the ids of the parameters and
     buffers (tensors and arrays); ``where`` names the module an op of the first trace ran in;
-    ``rng_before`` is the generator state the first trace started from.
+    ``rng_before`` is the generator state the first trace started from. Returns the second
+    trace's ops, one per op of ``order`` (for :func:`check_shapes`), or None when the second
+    trace could not run or ran other ops.
     """
     rng_after = get_rng_state()
-    others = _perturbed(inputs)
+    others = _perturbed(inputs, dynamic)
     set_rng_state(rng_before)
     try:
         with np.errstate(all="ignore"):  # the perturbed values may leave a function's domain
             outputs, _ = run(others)
     except ExportError:
-        return  # the model does not accept other values (a checked domain): nothing to compare
+        return None  # the model does not accept other values (a checked domain)
     finally:
         set_rng_state(rng_after)
     other_order = topological(outputs)
@@ -189,7 +195,7 @@ def check_stable(
             UserWarning,
             stacklevel=4,
         )
-        return
+        return None
 
     def leaf_test(xs: list[Tensor]) -> Callable[[Tensor], bool]:
         data = {id(x.data) for x in xs}
@@ -205,6 +211,26 @@ def check_stable(
         if not same:
             raise ExportError(
                 f"op {fn.name}, used in {where(fn)}, reads a value computed from the input "
-                "outside the recorded graph (a comparison, an index, .numpy(), .item() or a "
-                "new tensor): the file would freeze it to the example's value"
+                "outside the recorded graph (a comparison, an index, .numpy(), .item(), a new "
+                "tensor, or one sized by the input's shape): the file would freeze it to the "
+                "example's value"
             )
+    return other_order
+
+
+def check_shapes(
+    order: list[Any], other_order: list[Any], dynamic_of: Callable[[Any], set[int]], where: Any
+) -> None:
+    """Every output axis whose length changed in the second trace must be dynamic in the graph
+    (``dynamic_of(fn)``: the axes the export keeps free); else the file would fix its length."""
+    for fn, other in zip(order, other_order):
+        a_shape, b_shape = fn._y.shape, other._y.shape
+        free = dynamic_of(fn)
+        for axis, (n, m) in enumerate(zip(a_shape, b_shape)):
+            if n != m and axis not in free:
+                raise ExportError(
+                    f"op {fn.name}, used in {where(fn)}, makes axis {axis} of its output follow "
+                    f"a dynamic axis ({n} here, {m} for a longer one), but the export would fix "
+                    f"its length to {n} (a size taken from a shape, as in expand(x.shape[0], "
+                    "...)); use broadcasting or reshape with -1 instead"
+                )
