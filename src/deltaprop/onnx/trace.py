@@ -8,10 +8,12 @@ A traced export writes the ops that ran on the example input. Values computed ou
 recorded graph become constants of the file: a comparison used as a ``where`` condition, an
 index array from ``argmax``, a tensor rebuilt from ``.numpy()``. Such a constant is right only
 for the example. :func:`check_stable` traces the model a second time on a perturbed copy of the
-example (same shapes, the random generator reset to the same state) and compares, op by op, the
-values the graph would freeze: one that changed depends on the input, and the export is refused
-naming the op and the module it ran in. A forward that runs other ops for the other input
-(Python control flow on tensor values) gets a warning: the file follows the example's path.
+example (each dynamic axis one longer, the random generator reset to the same state) and
+compares, op by op, the values the graph would freeze: one that changed depends on the input,
+and the export is refused naming the op and the module it ran in. :func:`check_shapes` then
+checks that every output length that changed is one the graph keeps free. A forward that runs
+other ops for the other input (Python control flow on tensor values) gets a warning: the file
+follows the example's path.
 """
 
 from __future__ import annotations
