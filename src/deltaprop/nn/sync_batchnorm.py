@@ -18,19 +18,21 @@ from deltaprop.nn.common import as_input, named_error
 from deltaprop.nn.module import Module
 from deltaprop.nn.norm import _BatchNorm
 from deltaprop.ops.common import check_float, check_same_dtype
-from deltaprop.tensor import Function, Tensor
+from deltaprop.ops.norm import BatchNormFunction
+from deltaprop.tensor import Tensor
 
 __all__ = ["SyncBatchNorm", "SyncBatchNormFunction"]
 
 
-class SyncBatchNormFunction(Function):
+class SyncBatchNormFunction(BatchNormFunction):
     r"""Batch normalization of ``x (N, C, *)`` per channel, the batch being all ranks' inputs.
 
     Forward: each rank r has ``n_r`` values per channel with mean ``m_r`` and sum of squared
     deviations ``M_r``; one ``Allgather`` of ``(n_r, m_r, M_r)`` gives the global
     ``n = sum n_r``, ``mu = sum n_r m_r / n`` and ``var = sum (M_r + n_r (m_r - mu)^2) / n``
     (Chan's parallel variance: no cancellation), then
-    ``y = gamma * (x - mu) / sqrt(var + eps) + beta``.
+    ``y = gamma * (x - mu) / sqrt(var + eps) + beta``, and the running statistics are updated
+    with ``mu`` and the unbiased ``var * n / (n - 1)`` (identically on every rank).
 
     Backward (``xhat = (x - mu) rstd``; sums over the global batch, one ``Allreduce``)::
 
@@ -41,16 +43,18 @@ class SyncBatchNormFunction(Function):
     them over the ranks with the rest. With each rank's loss the mean over its own b samples,
     the ranks' input gradients are N times the single-process ones, which the averaging of
     the parameter gradients (1/N) turns into exactly the single-process parameter gradients.
+    Training mode only (evaluation needs no communication: ``BatchNormFunction``).
     """
 
-    def __init__(self, eps: float, comm: Any, has_weight: bool, has_bias: bool) -> None:
-        self.eps, self.comm = eps, comm
-        self.has_weight, self.has_bias = has_weight, has_bias
+    twin = None  # no double backward
 
-    def _affine(self, params: tuple) -> tuple[Any, Any]:
-        w = params[0] if self.has_weight else None
-        b = params[-1] if self.has_bias else None
-        return w, b
+    def __init__(self, eps: float, comm: Any, has_weight: bool, has_bias: bool,
+                 running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                 momentum: float | None = 0.1,
+                 num_batches_tracked: Tensor | None = None) -> None:  # fmt: skip
+        super().__init__(True, eps, has_weight, has_bias, running_mean, running_var, momentum,
+                         num_batches_tracked)  # fmt: skip
+        self.comm = comm
 
     def forward(self, x, *params):
         w, b = self._affine(params)
@@ -75,6 +79,7 @@ class SyncBatchNormFunction(Function):
         mean = (counts * means).sum(axis=0) / n
         var = (m2s + counts * (means - mean) ** 2).sum(axis=0) / n
         self.batch_mean, self.batch_var, self.n = mean, var, n
+        self.update_running(mean, var, n)
         rstd = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
         xhat = x3 - mean.astype(x.dtype)[:, None]
         xhat *= rstd[:, None]
@@ -183,24 +188,11 @@ class SyncBatchNorm(_BatchNorm):
                 check_same_dtype("SyncBatchNorm", x, "weight/bias", p)
         except (ValueError, TypeError) as e:
             raise named_error(self, e) from None
-        buffers = self._buffers
-        running_mean, running_var = buffers["running_mean"], buffers["running_var"]
-        count = buffers["num_batches_tracked"]
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and count is not None:
-            count.data += 1
-            if self.momentum is None:  # cumulative moving average
-                factor = 1.0 / float(count.data)
-        fn = SyncBatchNormFunction(float(self.eps), comm, weight is not None, bias is not None)
-        y = fn.apply(x, *params)
-        if self.track_running_stats and running_mean is not None:
-            n = fn.n
-            rm, rv = running_mean.data, running_var.data
-            rm *= 1.0 - factor
-            rm += (factor * fn.batch_mean).astype(rm.dtype)
-            rv *= 1.0 - factor
-            rv += (factor * n / (n - 1) * fn.batch_var).astype(rv.dtype)
-        return y
+        buffers = self._buffers  # (None when track_running_stats=False)
+        fn = SyncBatchNormFunction(float(self.eps), comm, weight is not None, bias is not None,
+                                   buffers["running_mean"], buffers["running_var"],
+                                   self.momentum, buffers["num_batches_tracked"])  # fmt: skip
+        return fn.apply(x, *params)
 
     @classmethod
     def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:

@@ -216,20 +216,7 @@ class BatchNormFunction(Function):
             y = xhat * w[:, None] if w is not None else xhat.copy()
             if b is not None:
                 y += b[:, None]
-            running_mean, running_var = self.running
-            m = self.momentum
-            if self.count is not None:
-                self.count.data += 1
-                if m is None:  # cumulative moving average
-                    m = 1.0 / float(self.count.data)
-            if running_mean is not None:
-                rm = running_mean.data
-                rm *= 1.0 - m
-                rm += m * mean
-            if running_var is not None:
-                rv = running_var.data
-                rv *= 1.0 - m
-                rv += (m * n / (n - 1)) * var
+            self.update_running(mean, var, n)
             return y.reshape(x.shape)
         # eval: one affine map per channel
         self.running_mean = self.running[0].data.copy()
@@ -243,6 +230,24 @@ class BatchNormFunction(Function):
         y = x3 * scale[:, None]
         y += shift[:, None]
         return y.reshape(x.shape)
+
+    def update_running(self, mean: np.ndarray, var: np.ndarray, n: float) -> None:
+        """The running statistics (and ``num_batches_tracked``) after a training batch of ``n``
+        values per channel with mean ``mean`` and biased variance ``var``."""
+        running_mean, running_var = self.running
+        m = self.momentum
+        if self.count is not None:
+            self.count.data += 1
+            if m is None:  # cumulative moving average
+                m = 1.0 / float(self.count.data)
+        if running_mean is not None:
+            rm = running_mean.data
+            rm *= 1.0 - m
+            rm += m * mean
+        if running_var is not None:
+            rv = running_var.data
+            rv *= 1.0 - m
+            rv += (m * n / (n - 1)) * var
 
     def backward(self, gy):
         xs = self.inputs
