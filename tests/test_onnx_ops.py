@@ -517,6 +517,16 @@ def test_detached_input_stays_an_input():
     assert_close(got, (x + 1) * model.p0.data)
 
 
+def test_pytorch_options(capsys):
+    model, x = nn.Sequential(nn.Linear(3, 2)), np.ones((2, 3), np.float32)
+    buf = io.BytesIO()
+    dp.onnx.export(model, x, buf, opset_version=None, do_constant_folding=False, verbose=True)
+    assert onnx.load_from_string(buf.getvalue()).opset_import[0].version == 17
+    assert "Gemm" in capsys.readouterr().out
+    with pytest.raises(ExportError, match="export_params=False is not supported"):
+        dp.onnx.export(model, x, io.BytesIO(), export_params=False)
+
+
 def test_buffer_is_readable_as_bytes():
     buf = io.BytesIO()
     dp.onnx.export(nn.Sequential(nn.Linear(3, 2)), dp.ones(1, 3), buf)

@@ -55,7 +55,11 @@ def export(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     dynamic_axes: Mapping[str, Mapping[int, str] | Sequence[int]] | None = None,
-    opset_version: int = 17,
+    opset_version: int | None = 17,
+    *,
+    export_params: bool = True,
+    do_constant_folding: bool = True,
+    verbose: bool = False,
 ) -> None:
     """Write ``model`` as an ONNX file, as ``torch.onnx.export``.
 
@@ -69,7 +73,10 @@ def export(
             ``output``, numbered when there are several).
         dynamic_axes: which axes stay free, e.g. ``{"input": {0: "batch"}, "output": {0:
             "batch"}}`` (or a list of axes: ``{"input": [0]}``).
-        opset_version: the ONNX opset, 13 to 21 (default 17).
+        opset_version: the ONNX opset, 13 to 21 (default, and None: 17).
+        export_params, do_constant_folding: PyTorch's options, accepted with their defaults
+            (the parameters are always written, as initializers; constants need no folding).
+        verbose: print the graph (ONNX's text form) after writing it.
 
     The parameters and buffers are stored as initializers under their ``state_dict`` names.
     Raises :class:`deltaprop.errors.ExportError` for an op without an ONNX mapping (naming the op
@@ -87,7 +94,17 @@ def export(
     >>> [n.op_type for n in m.graph.node], [i.name for i in m.graph.initializer]
     (['Gemm', 'Relu', 'Gemm'], ['0.weight', '0.bias', '2.weight', '2.bias'])
     """
-    export_model(model, args, f, input_names, output_names, dynamic_axes, opset_version)
+    if not export_params:
+        raise ExportError(
+            "export_params=False is not supported: the parameters are written into the file as "
+            "initializers (named as in the state_dict)"
+        )
+    del do_constant_folding  # nothing to fold: every constant is an initializer already
+    proto = export_model(model, args, f, input_names, output_names, dynamic_axes, opset_version)
+    if verbose:
+        import onnx
+
+        print(onnx.printer.to_text(proto.graph))
 
 
 def export_model(
@@ -147,6 +164,8 @@ def export_model(
 
 
 def _check_opset(opset_version: Any) -> int:
+    if opset_version is None:
+        return 17
     if isinstance(opset_version, bool) or not isinstance(opset_version, (int, np.integer)):
         raise ExportError(f"opset_version must be an int, got {opset_version!r}")
     if not MIN_OPSET <= opset_version <= MAX_OPSET:
