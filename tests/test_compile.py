@@ -439,3 +439,25 @@ def test_forward_only_in_grad_mode_runs_eagerly_and_stays_differentiable():
         outs = [infer(x) for _ in range(4)]
     assert infer.replays == 2 and not outs[-1].requires_grad
     assert np.array_equal(outs[-1].data, outs[0].data)
+
+
+def test_retain_grad_elsewhere_does_not_stop_compiling():
+    """retain_grad() on a tensor outside the step (it sets a process-wide flag) is no reason to
+    run eagerly; retain_grad() inside the step is."""
+    dp.tensor([1.0], requires_grad=True).mul(2).retain_grad()
+    (m1, o1, s1, _), (m2, o2, s2, _) = twins(tiny, lambda p: optim.SGD(p, lr=0.1), F.mse_loss)
+    cs = dp.compile(s2)
+    le, lc = run_both(s1, cs, batches(2, (10, 2)), 5)
+    assert cs.replays == 3
+    assert all(np.array_equal(a, b) for a, b in zip(le, lc))
+
+    def body(model, opt, x, y):
+        opt.zero_grad()
+        out = model(x)
+        out.retain_grad()
+        loss = F.mse_loss(out, y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    assert "retain_grad" in _eager_fallback(body)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from deltaprop.ops.activation import ReluFunction, TanhFunction
-from deltaprop.ops.linear import LinearFunction
+from deltaprop.ops.linear import LinearFunction, column_sums
 from deltaprop.optim.sgd import SGD
 from deltaprop.tensor import Tensor
 
@@ -34,7 +34,7 @@ from deltaprop.tensor import Tensor
 class LinearKernel:
     """``LinearFunction`` with a 2-D input and a bias: ``y = dot(x, W.T); y += b``.
 
-    Backward: ``gW = dot(g.T, x)``, ``gb = g.sum(axis=0)`` (fresh arrays: they become the
+    Backward: ``gW = dot(g.T, x)``, ``gb = column_sums(g)`` (fresh arrays: they become the
     parameters' ``.grad``), then ``gx = dot(g, W)``: into ``gx_buffer`` when the program found
     a dead buffer for it (see :func:`select_kernels`), else a fresh array.
     """
@@ -52,7 +52,7 @@ class LinearKernel:
     def backward(self, g: np.ndarray) -> tuple:
         needs = self.needs
         gw = np.dot(g.T, self.x.data) if needs[1] else None
-        gb = g.sum(axis=0) if needs[2] else None
+        gb = column_sums(g) if needs[2] else None
         gx = None
         if needs[0]:  # last: it may overwrite x, which nothing reads any more
             buf = self.gx_buffer

@@ -14,11 +14,35 @@ deltas flow back through the same weights that carried the activations forward.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from deltaprop.errors import ShapeError
 from deltaprop.ops.common import as_tensor, check_float, check_same_dtype
 from deltaprop.tensor import Function, Tensor
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def column_sums(g: np.ndarray) -> np.ndarray:
+    """``g.sum(axis=0)`` of a 2-D float array as one BLAS product ``ones(M) @ g``.
+
+    NumPy reduces over the first axis row by row, with a fixed cost per row that dominates for
+    the narrow gradients of small layers (a (100, 16) gradient: ~7 µs against ~0.7 µs here); the
+    product adds the same numbers in BLAS's order instead (a float sum, equally accurate).
+
+    >>> column_sums(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+    array([ 9., 12.])
+    """
+    if g.dtype not in (np.float32, np.float64):
+        return g.sum(axis=0)
+    return np.dot(_ones(g.shape[0], g.dtype), g)
 
 
 class LinearFunction(Function):
@@ -52,7 +76,7 @@ class LinearFunction(Function):
             x2 = x if x.ndim == 2 else x.reshape((-1, n_in))
             gw = np.dot(g2.T, x2) if arrays else g2.T @ x2
         if len(xs) == 3 and self.needs_grad[2]:
-            gb = g2.sum(axis=0)
+            gb = column_sums(g2) if arrays else g2.sum(axis=0)
         return (gx, gw) if len(xs) == 2 else (gx, gw, gb)
 
 
