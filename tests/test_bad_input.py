@@ -279,14 +279,11 @@ for run, words in RESUME_ONLY_CHECKPOINT_CASES:
 #: The cases also run as a separate process (``python -m deltaprop``): one of each kind of
 #: input named in the bug report; every case runs in-process through ``deltaprop.cli.main``.
 _IN_A_FRESH_PROCESS = [
-    ("--seed", "-1"), ("--hidden", "1000000000"), ("--hidden", "99999999999999999999999"),
-    ("--hidden", "10,,20"), ("--lr", "inf"), ("--model", "notutf8.toml"), ("--model", "adir"),
-    ("--model", "conv0.toml"), ("--model", "stride.toml"), ("--out", "afile"),
-    ("--out", "afile/run"), ("--out", "/proc/deltaprop-run"), ("--data-dir", "mnist0"),
-    ("digits_run", "bomb.png"), ("--run", "other_sizes"),
-    *(("--run", run) for run in ("cfg_empty", "cfg_notutf8", "cfg_list", "cfg_lr_str")),
-    *(("--out", run) for run in ("ck_meta_badjson", "ck_meta_list", "ck_nomodel",
-                                 "ck_wrong_shape", "ck_epoch_str", "ck_rng_garbage")),
+    ("--seed", "-1"), ("--hidden", "1000000000"), ("--hidden", "10,,20"), ("--lr", "inf"),
+    ("--model", "notutf8.toml"), ("--model", "conv0.toml"), ("--out", "/proc/deltaprop-run"),
+    ("--data-dir", "mnist0"), ("digits_run", "bomb.png"), ("--run", "other_sizes"),
+    ("--run", "cfg_notutf8"), ("--run", "cfg_lr_str"),
+    ("--out", "ck_meta_badjson"), ("--out", "ck_wrong_shape"), ("--out", "ck_rng_garbage"),
 ]  # fmt: skip
 SUBPROCESS = {
     next(i for i, (argv, _) in enumerate(CASES) if " ".join(pair) in " ".join(argv))
@@ -338,7 +335,7 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def subprocess_results(root):
-    workers = max(2, min(8, os.cpu_count() or 2))
+    workers = 4  # the processes mostly wait on imports and files
     order = sorted(SUBPROCESS)
     with ThreadPoolExecutor(workers) as pool:
         done = pool.map(lambda i: _run(CASES[i][0], root), order)
