@@ -382,25 +382,92 @@ def test_predict_and_evaluate_still_work_on_the_good_run(tmp_path):
     assert out.returncode == 0 and out.stdout.startswith("p.csv:1: ")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes files whatever their mode")
+def _as_unprivileged_user():
+    """(cwd, preexec_fn) for running the CLI where file modes apply: as ``nobody`` when the
+    tests run as root (root reads and writes whatever the mode), else as the current user."""
+    import tempfile
+
+    if os.geteuid() != 0:
+        return None, None
+    try:
+        import pwd
+
+        nobody = pwd.getpwnam("nobody")
+    except (ImportError, KeyError):
+        pytest.skip("running as root and there is no 'nobody' user to drop to")
+
+    def drop() -> None:
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+
+    try:
+        subprocess.run([sys.executable, "-c", "import deltaprop"], preexec_fn=drop, check=True,
+                       env={**os.environ, "PYTHONPATH": SRC}, capture_output=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("running as root, and user 'nobody' cannot run this Python and deltaprop")
+    where = Path(tempfile.mkdtemp(prefix="deltaprop-perm-"))
+    os.chown(where, nobody.pw_uid, nobody.pw_gid)
+    return (where, nobody), drop
+
+
 @pytest.mark.parametrize(
     "argv, words",
     [
         ([*XOR, "--out", "locked/run"], "cannot be created: permission denied"),
-        ([*XOR, "--out", "locked"], "is not writable"),
+        ([*XOR, "--out", "locked"], "is not writable: permission denied"),
         ([*TRAIN, "--model", "secret.toml"], "cannot be read: permission denied"),
         (["evaluate", "--run", "secret_run"], "cannot be read: permission denied"),
+        ([*XOR, "--out", "secret_run", "--resume"], "cannot be read: permission denied"),
     ],
 )
 def test_unreadable_and_unwritable_paths(tmp_path, argv, words):
-    (tmp_path / "locked").mkdir(mode=0o500)
-    (tmp_path / "secret.toml").write_text('[[layers]]\ntype = "Linear"\n')
-    (tmp_path / "secret.toml").chmod(0)
-    run = _copy_run(tmp_path, "secret_run")
-    (run / "config.json").chmod(0)
-    result = _run(argv, tmp_path)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert words in result.stderr.strip().splitlines()[-1]
+    user, drop = _as_unprivileged_user()
+    root = tmp_path if user is None else user[0]
+    try:
+        (root / "locked").mkdir(mode=0o500)
+        (root / "secret.toml").write_text('[[layers]]\ntype = "Linear"\n')
+        (root / "secret.toml").chmod(0)
+        run = _copy_run(root, "secret_run")
+        (run / "config.json").chmod(0)
+        if user is not None:  # the files belong to the user the command runs as
+            for path in (root / "locked", root / "secret.toml", run, *run.rglob("*")):
+                os.chown(path, user[1].pw_uid, user[1].pw_gid)
+        env = {**os.environ, "PYTHONPATH": SRC, "HOME": str(root)}
+        result = subprocess.run(
+            [sys.executable, "-m", "deltaprop", *argv],
+            capture_output=True, text=True, cwd=root, env=env, timeout=120, preexec_fn=drop,
+        )  # fmt: skip
+    finally:
+        if user is not None:
+            shutil.rmtree(root, ignore_errors=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert words in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_permission_errors_become_one_sentence(tmp_path, monkeypatch):
+    """What the test above checks end to end where file modes apply (not as root)."""
+    from deltaprop import userfiles
+    from deltaprop.errors import ModelError, TrainingError
+
+    secret = tmp_path / "m.toml"
+    secret.write_text('[[layers]]\ntype = "Linear"\n')
+    real_open = open
+
+    def deny(path, *args, **kwargs):
+        if str(path) == str(secret):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", deny)
+    with pytest.raises(ModelError, match="model file '.*m.toml' cannot be read: permission denied"):
+        userfiles.read_toml(secret, "model file", ModelError)
+
+    def no_write(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(userfiles.tempfile, "mkstemp", no_write)
+    with pytest.raises(TrainingError, match="--out '.*out' is not writable: permission denied"):
+        userfiles.check_output_dir(tmp_path / "out", "--out", TrainingError)
 
 
 # ----------------------------------------------------------------------------------------------
