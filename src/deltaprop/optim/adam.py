@@ -8,7 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.optim.optimizer import Optimizer, _check_flags, check_hyperparameter
+from deltaprop.optim.optimizer import (
+    Optimizer,
+    _check_flags,
+    check_hyperparameter,
+    check_hyperparameters,
+)
 from deltaprop.tensor import _make
 
 __all__ = ["Adam", "AdamW"]
@@ -60,11 +65,9 @@ class Adam(Optimizer):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        check_hyperparameter(lr, "Invalid learning rate")
-        check_hyperparameter(eps, "Invalid epsilon value")
-        check_hyperparameter(betas[0], "Invalid beta parameter at index 0", high=1.0)
-        check_hyperparameter(betas[1], "Invalid beta parameter at index 1", high=1.0)
-        check_hyperparameter(weight_decay, "Invalid weight_decay value")
+        check_hyperparameters(lr=lr, eps=eps, weight_decay=weight_decay)
+        for i, beta in enumerate(betas):
+            check_hyperparameter(beta, f"Invalid beta parameter at index {i}", high=1.0)
         _check_flags(type(self).__name__, differentiable, fused, capturable)
         defaults = {
             "lr": lr,

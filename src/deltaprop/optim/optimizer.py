@@ -70,6 +70,23 @@ def check_hyperparameter(
         raise ValueError(f"{message}: {value!r} (expected a finite number {allowed})")
 
 
+#: The message of each hyperparameter that :func:`check_hyperparameters` refuses (PyTorch's).
+_INVALID = {
+    "lr": "Invalid learning rate",
+    "eps": "Invalid epsilon value",
+    "momentum": "Invalid momentum value",
+    "weight_decay": "Invalid weight_decay value",
+    "alpha": "Invalid alpha value",
+}
+
+
+def check_hyperparameters(**values: Any) -> None:
+    """:func:`check_hyperparameter` for each finite non-negative setting given by name
+    (``lr``, ``eps``, ``momentum``, ``weight_decay``, ``alpha``)."""
+    for name, value in values.items():
+        check_hyperparameter(value, _INVALID[name])
+
+
 def _check_flags(name: str, differentiable: bool, fused: bool | None, capturable: bool) -> None:
     for flag, value in (("differentiable", differentiable), ("fused", fused),
                         ("capturable", capturable)):  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.optim.optimizer import Optimizer, _check_flags, check_hyperparameter
+from deltaprop.optim.optimizer import Optimizer, _check_flags, check_hyperparameters
 from deltaprop.tensor import _make
 
 __all__ = ["RMSprop"]
@@ -60,11 +60,9 @@ class RMSprop(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        check_hyperparameter(lr, "Invalid learning rate")
-        check_hyperparameter(eps, "Invalid epsilon value")
-        check_hyperparameter(momentum, "Invalid momentum value")
-        check_hyperparameter(weight_decay, "Invalid weight_decay value")
-        check_hyperparameter(alpha, "Invalid alpha value")
+        check_hyperparameters(
+            lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha
+        )
         _check_flags("RMSprop", differentiable, None, capturable)
         defaults = {
             "lr": lr,

@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.optim.optimizer import Optimizer, _check_flags, check_hyperparameter
+from deltaprop.optim.optimizer import (
+    Optimizer,
+    _check_flags,
+    check_hyperparameter,
+    check_hyperparameters,
+)
 from deltaprop.tensor import _make
 
 __all__ = ["SGD"]
@@ -57,10 +62,8 @@ class SGD(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
-        check_hyperparameter(lr, "Invalid learning rate")
-        check_hyperparameter(momentum, "Invalid momentum value")
+        check_hyperparameters(lr=lr, momentum=momentum, weight_decay=weight_decay)
         check_hyperparameter(dampening, "Invalid dampening value", low=float("-inf"))
-        check_hyperparameter(weight_decay, "Invalid weight_decay value")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         _check_flags("SGD", differentiable, fused, False)
