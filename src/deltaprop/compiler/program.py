@@ -234,6 +234,7 @@ class Program:
             if o.out._ctx is o.fn:
                 o.fn._y = outs[j].data
         self.result = _result_template(result, wiring)
+        self.build_result = _result_builder(self.result, outs)
         plans = [_walk_plan(rec, wiring, sources, i) for i in range(len(rec.backwards))]
         self.pinned = pinned = _pinned(self.result, plans)
         if rec.backwards:  # outputs read again by ops that run after the backward pass
@@ -242,7 +243,6 @@ class Program:
                 if kind == "op":
                     pinned.update(src[1] for src in sources[j] if src[0] == "op")
         self.kernels = select_kernels(rec, sources, outs, plans, pinned)
-        self.buffered = {j for j, k in enumerate(self.kernels) if k is not None}
         for j, k in enumerate(self.kernels):
             if k is not None:  # its saved arrays from the recording are not needed
                 _drop_saved(rec.ops[j].fn, rec.ops[j].init)()
@@ -381,7 +381,7 @@ class Program:
         for step in self.steps:
             step()
         self.current = []
-        return _build_result(self.result, self.outs, args, self.buffered)
+        return self.build_result(args)
 
 
 def _drop_saved(fn: Function, init: dict) -> Callable[[], None]:
@@ -515,17 +515,24 @@ def _result_template(value: Any, w: Wiring) -> Any:
     raise Mismatch(f"the step returns a {type(value).__name__}; expected tensors")
 
 
-def _build_result(tpl: tuple, outs: list[Tensor], args: list[Tensor], buffered: set) -> Any:
+def _result_builder(tpl: tuple, outs: list[Tensor]) -> Callable[[list[Tensor]], Any]:
+    """A function of the call's arguments that builds the step's return value. An op's output
+    is returned as a copy: the array may be a buffer the next replay writes again."""
     kind, v = tpl
     if kind == "tensor":
         where, i = v
         if where == "op":
-            t = outs[i]  # a kernel's buffer is overwritten by the next replay: copy it
-            return _make(t.data.copy() if i in buffered or t.data.base is not None else t.data)
-        return args[i] if where == "arg" else i
+            t = outs[i]
+            return lambda args: _make(t.data.copy())
+        if where == "arg":
+            return lambda args: args[i]
+        return lambda args: i  # an external tensor, returned as itself
     if kind == "value":
-        return v
+        return lambda args: v
     if kind == "dict":
-        return {k: _build_result(x, outs, args, buffered) for k, x in v.items()}
-    items = [_build_result(x, outs, args, buffered) for x in v]
-    return tuple(items) if kind == "tuple" else items
+        parts = {k: _result_builder(x, outs) for k, x in v.items()}
+        return lambda args: {k: f(args) for k, f in parts.items()}
+    items = [_result_builder(x, outs) for x in v]
+    if kind == "tuple":
+        return lambda args: tuple([f(args) for f in items])
+    return lambda args: [f(args) for f in items]
