@@ -34,6 +34,7 @@ __all__ = [
     "available_memory",
     "check_output_dir",
     "describe_bytes",
+    "parses_as_float",
     "read_json",
     "read_text",
     "read_toml",
@@ -136,6 +137,20 @@ def check_output_dir(path: str | os.PathLike[str], what: str, error: type[InputE
     os.close(fd)
     os.unlink(probe)
     return directory
+
+
+def parses_as_float(text: str) -> bool:
+    """Whether ``float(text)`` succeeds (``"1e-3"``, ``" 2 "``, ``"nan"``; not ``"x"``): how
+    CSV readers tell a header row from data.
+
+    >>> parses_as_float("1e-3"), parses_as_float("label")
+    (True, False)
+    """
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def available_memory() -> int | None:

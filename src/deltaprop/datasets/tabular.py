@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deltaprop.datasets.base import DatasetError, DatasetSplits, stratified_split
+from deltaprop.userfiles import parses_as_float
 
 __all__ = ["load_csv", "read_csv_table"]
 
@@ -158,20 +159,13 @@ def _read_rows(path: Path, delimiter: str) -> tuple[list[list[str]], list[int]]:
     return rows, line_numbers
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _detect_header(rows: list[list[str]]) -> bool:
     """A first row with a non-number where the second row has a number is a header."""
     if len(rows) == 1:
-        return not any(_is_number(field) for field in rows[0])
+        return not any(parses_as_float(field) for field in rows[0])
     return any(
-        not _is_number(first) and _is_number(second) for first, second in zip(rows[0], rows[1])
+        not parses_as_float(first) and parses_as_float(second)
+        for first, second in zip(rows[0], rows[1])
     )
 
 
@@ -253,7 +247,7 @@ def _encode_labels(table: CsvTable) -> tuple[list[int] | list[str], np.ndarray]:
         lookup_int = {value: k for k, value in enumerate(int_classes)}
         targets = np.array([lookup_int[value] for value in integers], dtype=np.int64)
         return int_classes, targets
-    if all(_is_number(label) for label in table.labels):
+    if all(parses_as_float(label) for label in table.labels):
         position = next(k for k, value in enumerate(integers) if value is None)
         raise DatasetError(
             f"{table.path}, line {table.line_numbers[position]}: label "

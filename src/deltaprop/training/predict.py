@@ -36,6 +36,7 @@ import numpy as np
 from deltaprop.errors import PredictError
 from deltaprop.training.checkpoint import check_model_fits, load_checkpoint
 from deltaprop.training.rundir import CONFIG_FILE, read_config
+from deltaprop.userfiles import parses_as_float
 
 __all__ = [
     "LoadedRun",
@@ -246,7 +247,7 @@ def read_csv_rows(path: str | os.PathLike[str], num_features: int) -> np.ndarray
         raise PredictError(f"{path}: cannot be read ({(e.strerror or str(e)).lower()})") from None
     for number, row in enumerate(lines, start=1):
         fields = [field.strip() for field in row]
-        if number == 1 and not _is_number(fields[0]):
+        if number == 1 and not parses_as_float(fields[0]):
             continue  # header
         if len(fields) == num_features + 1:
             fields = fields[:-1]
@@ -260,14 +261,6 @@ def read_csv_rows(path: str | os.PathLike[str], num_features: int) -> np.ndarray
         except ValueError:
             raise PredictError(f"{path}, row {number}: a feature is not a number") from None
     return np.asarray(rows, dtype=np.float32).reshape(-1, num_features)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def predict_files(
