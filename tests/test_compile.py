@@ -199,15 +199,21 @@ def test_fused_linear_relu_in_place():
     relus = [k for k in prog.kernels if isinstance(k, ReluKernel)]
     linears = [k for k in prog.kernels if isinstance(k, LinearKernel)]
     assert len(relus) == 2 and len(linears) == 3
-    for r, lin in zip(relus, linears):
+    for r in relus:
         assert r.grad_in_place
-        assert r.y is lin.y  # in place on the GEMM output
-    # each ReLU's buffer, dead once the next layer's weight gradient is computed, takes that
+    # each ReLU's output, dead once the next layer's weight gradient is computed, takes that
     # layer's input gradient
-    assert linears[1].gx_buffer is relus[0].y and linears[2].gx_buffer is relus[1].y
+    assert linears[1].gx_into is relus[0].out and linears[2].gx_into is relus[1].out
     for a, b in zip(le, lc):
         assert np.array_equal(a, b)
     assert_same_state(m1, m2, o1, o2)
+    # in place on the GEMM output: watch one replay's forward
+    seen = []
+    i = prog.steps.index(relus[0].forward)
+    forward = prog.steps[i]
+    prog.steps[i] = lambda: (forward(), seen.append(relus[0].out.data is linears[0].out.data))
+    cs(*batches(1, (32, 8), classes=3)[0])
+    assert seen == [True]
 
 
 def test_returned_tensors_are_not_overwritten_by_later_replays():

@@ -1,10 +1,14 @@
-"""Replay kernels: the hot ops' NumPy work without the op object, into reused buffers.
+"""Replay kernels: the hot ops' NumPy work without the op object, in place where the graph allows.
 
 A kernel replaces one recorded op in the replay. It runs the *same* NumPy calls, in the same
 order and dtypes, as the op's ``forward`` and ``backward`` (so the numbers are bit-identical:
-the compiler's tests compare them with ``np.array_equal``), but writes into buffers allocated
-once, reads its inputs straight from the tensors the program wires to it, and skips what the
-recorded graph already settled (argument checks, ``needs_grad`` branches, reshapes).
+the compiler's tests compare them with ``np.array_equal``), reads its inputs straight from the
+tensors the program wires to it, skips what the recorded graph already settled (argument
+checks, ``needs_grad`` branches, reshapes), and writes into an array of the step that the
+graph shows is dead (``out=``) instead of allocating, where it can. Arrays are not kept from
+one step to the next: buffers held between steps raised the peak memory of a compiled step
+above eager mode's (measured with ``benchmarks/run.py``), while reusing dead arrays within a
+step lowers it.
 
 * :class:`LinearKernel` -- ``y = x W^T + b`` (2-D ``x``): the forward GEMM into a reused output;
   the input gradient into a buffer that is dead by then, where there is one.
@@ -35,19 +39,19 @@ class LinearKernel:
     """``LinearFunction`` with a 2-D input and a bias: ``y = dot(x, W.T); y += b``.
 
     Backward: ``gW = dot(g.T, x)``, ``gb = column_sums(g)`` (fresh arrays: they become the
-    parameters' ``.grad``), then ``gx = dot(g, W)``: into ``gx_buffer`` when the program found
-    a dead buffer for it (see :func:`select_kernels`), else a fresh array.
+    parameters' ``.grad``), then ``gx = dot(g, W)``: into the array of ``gx_into`` when the
+    program found one that is dead by then (see :func:`select_kernels`), else a fresh array.
     """
 
     def __init__(self, needs: tuple[bool, ...], x: Tensor, w: Tensor, b: Tensor, out: Tensor):
-        self.x, self.w, self.b = x, w, b
+        self.x, self.w, self.b, self.out = x, w, b, out
         self.needs = needs
-        out.data = self.y = np.empty(out.data.shape, out.data.dtype)
-        self.gx_buffer: np.ndarray | None = None
+        self.gx_into: Tensor | None = None
 
     def forward(self) -> None:
-        y = np.dot(self.x.data, self.w.data.T, out=self.y)
+        y = np.dot(self.x.data, self.w.data.T)
         y += self.b.data
+        self.out.data = y
 
     def backward(self, g: np.ndarray) -> tuple:
         needs = self.needs
@@ -55,48 +59,51 @@ class LinearKernel:
         gb = column_sums(g) if needs[2] else None
         gx = None
         if needs[0]:  # last: it may overwrite x, which nothing reads any more
-            buf = self.gx_buffer
-            gx = np.dot(g, self.w.data) if buf is None else np.dot(g, self.w.data, out=buf)
+            into = self.gx_into
+            gx = np.dot(g, self.w.data) if into is None else np.dot(g, self.w.data, out=into.data)
         return gx, gw, gb
 
 
 class ReluKernel:
     """``ReluFunction`` fused with the linear layer before it: ``mask = x > 0``, then
     ``max(x, 0)`` in place on the GEMM output. Backward ``gy * mask``, in place when the
-    incoming gradient is a buffer of the program's own (the next layer wrote it there)."""
+    incoming gradient is an array of the step's own that nothing else reads (the next layer
+    wrote it into this ReLU's dead output)."""
 
     def __init__(self, x: Tensor, out: Tensor) -> None:
-        self.x = x
-        self.mask = np.empty(x.data.shape, np.bool_)
-        out.data = self.y = x.data  # the GEMM output itself
+        self.x, self.out = x, out
+        self.mask: np.ndarray | None = None
         self.grad_in_place = False
 
     def forward(self) -> None:
-        y = self.y
-        np.greater(y, 0, out=self.mask)
+        y = self.x.data
+        self.mask = y > 0
         np.maximum(y, 0, out=y)
+        self.out.data = y
 
     def backward(self, gy: np.ndarray) -> tuple:
+        mask, self.mask = self.mask, None
         if self.grad_in_place:
-            return (np.multiply(gy, self.mask, out=gy),)
-        return (gy * self.mask,)
+            return (np.multiply(gy, mask, out=gy),)
+        return (gy * mask,)
 
 
 class TanhKernel:
     """``TanhFunction`` fused with the linear layer before it: ``tanh`` in place on the GEMM
-    output. Backward ``gy * (1 - y * y)``; in place in ``y``'s buffer when nothing reads ``y``
-    after this backward (its consumers' backward ran before it)."""
+    output. Backward ``gy * (1 - y * y)``, in ``y``'s array when nothing reads ``y`` after this
+    backward (its consumers' backward ran before it)."""
 
     def __init__(self, x: Tensor, out: Tensor) -> None:
-        self.x = x
-        out.data = self.y = x.data  # the GEMM output itself
+        self.x, self.out = x, out
         self.grad_in_place = False
 
     def forward(self) -> None:
-        np.tanh(self.y, out=self.y)
+        y = self.x.data
+        np.tanh(y, out=y)
+        self.out.data = y
 
     def backward(self, gy: np.ndarray) -> tuple:
-        y = self.y
+        y = self.out.data
         if self.grad_in_place:
             t = np.multiply(y, y, out=y)
             np.subtract(1, t, out=t)
@@ -213,10 +220,10 @@ def select_kernels(rec: Any, sources: list, outs: list[Tensor], plans: list, pin
             continue
         r = kernels[src[1]]
         if isinstance(r, ReluKernel) and readers[src[1]] == 1 and src[1] not in pinned:
-            # x is a fused ReLU's output (the previous layer's GEMM buffer), read by this layer
+            # x is a fused ReLU's output (the previous layer's GEMM output), read by this layer
             # only; the ReLU's backward needs just its mask. Once this layer's weight gradient
-            # is computed x is dead: its buffer takes the input gradient, masked there in place
-            k.gx_buffer = r.y
+            # is computed x is dead: its array takes the input gradient, masked there in place
+            k.gx_into = r.out
             r.grad_in_place = True
     return kernels
 

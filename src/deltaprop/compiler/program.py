@@ -332,8 +332,8 @@ class Program:
     def _releases(self, rec: Record, wp: WalkPlan) -> list:
         """What to free after each step of the walk, as the engine frees a Function after its
         backward: an op's saved arrays (what its forward set) once its backward has run, an
-        op's output once the last backward reading it has run. Kernels keep their buffers.
-        The extra last entry frees what no backward reads."""
+        op's output once the last backward reading it has run. The extra last entry frees what
+        no backward reads."""
         kernels, n = self.kernels, len(rec.ops)
         todo: list[list[Callable[[], None]]] = [[] for _ in range(len(wp.steps) + 1)]
         if len(rec.backwards) != 1:
@@ -360,7 +360,7 @@ class Program:
             if kernels[j] is None:
                 todo[pos].append(_drop_saved(fn, rec.ops[j].init))
         for i, out in enumerate(self.outs):
-            if kernels[i] is None and i not in keep and i not in ops_after:
+            if i not in keep and i not in ops_after:
                 todo[last[i] if last[i] >= 0 else -1].append(_drop_data(out))
         return [_sequence(fs) for fs in todo]
 
