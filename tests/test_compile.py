@@ -467,3 +467,35 @@ def test_retain_grad_elsewhere_does_not_stop_compiling():
         return loss
 
     assert "retain_grad" in _eager_fallback(body)
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+        lambda p: optim.SGD(p, lr=0.1, momentum=0.5, weight_decay=1e-2),
+        lambda p: optim.SGD(p, lr=0.1),
+        lambda p: optim.RMSprop(p, lr=1e-2),
+        lambda p: optim.AdamW(p, lr=1e-2),
+    ],
+)
+def test_optimizers_and_an_unused_parameter(make_opt):
+    """Every optimizer configuration replays exactly; a parameter outside the graph (no
+    gradient) is left alone, as the optimizer leaves it."""
+
+    class WithSpare(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = tiny()
+            self.spare = nn.Linear(2, 2)  # never called: its parameters get no gradient
+
+        def forward(self, x):
+            return self.body(x)
+
+    (m1, o1, s1, _), (m2, o2, s2, _) = twins(WithSpare, make_opt, F.mse_loss)
+    cs = dp.compile(s2)
+    le, lc = run_both(s1, cs, batches(2, (10, 2)), 6)
+    assert cs.replays == 4
+    assert all(np.array_equal(a, b) for a, b in zip(le, lc))
+    assert_same_state(m1, m2, o1, o2)
+    assert m2.spare.weight.grad is None

@@ -118,18 +118,23 @@ class SGDKernel:
 
         b *= momentum; b += g; p -= lr * b      (b: the momentum buffer, already created)
 
-    Falls back to ``opt.step()`` whenever a parameter has no gradient or momentum buffer or a
-    group uses dampening, Nesterov, weight decay, maximize or no momentum.
+    Parameters without a gradient are skipped (as ``SGD.step`` skips them). Falls back to
+    ``opt.step()`` whenever a parameter has no momentum buffer yet or a group uses dampening,
+    Nesterov, weight decay, maximize or no momentum.
     """
 
     def __init__(self, opt: Any) -> None:
         self.opt = opt
+        self.scratch: list[list[np.ndarray | None]] = []  # the optimizer's own, per parameter
 
     def __call__(self) -> None:
         opt = self.opt
         state = opt.state
+        groups = opt.param_groups
+        if len(self.scratch) != len(groups):
+            self.scratch = [[None] * len(g["params"]) for g in groups]
         work = []
-        for group in opt.param_groups:
+        for group, scratch in zip(groups, self.scratch):
             if (
                 group["dampening"] != 0
                 or group["nesterov"]
@@ -140,19 +145,24 @@ class SGDKernel:
                 opt.step()
                 return
             lr, momentum = float(group["lr"]), float(group["momentum"])
-            for p in group["params"]:
+            for i, p in enumerate(group["params"]):
                 grad = p.grad
+                if grad is None:  # skipped, as SGD.step skips it
+                    continue
                 buf = state[p].get("momentum_buffer") if p in state else None
-                if grad is None or buf is None:
+                if buf is None:  # its first update: SGD.step creates the buffer
                     opt.step()
                     return
-                work.append((p.data, grad.data, buf.data, lr, momentum))
+                b = buf.data
+                s = scratch[i]
+                if s is None or s.shape != b.shape or s.dtype != b.dtype:
+                    s = scratch[i] = opt._scratch(b)  # the buffer SGD.step would use
+                work.append((p.data, grad.data, b, s, lr, momentum))
         opt._step_called = True
-        scratch = opt._scratch  # the optimizer's own reused buffers
-        for d, g, b, lr, momentum in work:
+        for d, g, b, s, lr, momentum in work:
             b *= momentum
             b += g
-            d -= np.multiply(b, lr, out=scratch(b))
+            d -= np.multiply(b, lr, out=s)
 
 
 # ----------------------------------------------------------------------------------------------
