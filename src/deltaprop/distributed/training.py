@@ -147,6 +147,7 @@ class World:
         self.size = backend.get_world_size()
         self.is_writer = self.rank == 0
         self.ddp: Any = None
+        self.stop_requested = False  # by this rank, not yet agreed on
 
     # setup ------------------------------------------------------------------------------------
     def sampler(self, n: int, seed: int) -> Any:
@@ -163,9 +164,18 @@ class World:
 
         SyncBatchNorm.convert_sync_batchnorm(run.model)
         # the hooks live on the parameters: the loop keeps calling run.model itself
-        self.ddp = DistributedDataParallel(run.model, broadcast_buffers=False)
+        self.ddp = DistributedDataParallel(
+            run.model, broadcast_buffers=False, gradient_as_bucket_view=True
+        )
         if not self.is_writer:  # the saved epoch sums are the whole job's: count them once
             run.partial.loss_sum, run.partial.correct, run.partial.seen = 0.0, 0, 0
+        # A stop request (Ctrl-C) only takes effect once all ranks agree (after a batch): the
+        # loop's stop checks then read the same value on every rank.
+        run.request_stop = self.request_stop
+
+    def request_stop(self) -> None:
+        """Ask to stop; every rank stops after the batch at which the request is agreed on."""
+        self.stop_requested = True
 
     def barrier(self) -> None:
         backend.comm().Barrier()
@@ -182,10 +192,11 @@ class World:
         def callback(run: Any) -> None:
             if then is not None:
                 then(run)
-            flag = np.array([1 if run._stop else 0], dtype=np.int32)
+            flag = np.array([self.stop_requested or run._stop], dtype=np.int32)
             comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
+            self.stop_requested = False
             if flag[0]:
-                run.request_stop()
+                run._stop = True
             if flag[0] or run.partial.batch == len(run.loader):
                 self._sum_epoch(run, comm)
 
