@@ -408,6 +408,7 @@ def test_output_path_of_a_read_only_file(tmp_path):
         ({"dynamic_axes": {"nope": [0]}}, "neither an input"),
         ({"dynamic_axes": {"input": {5: "b"}}}, "out of range"),
         ({"dynamic_axes": {"input": 0}}, "must be a dict"),
+        ({"output_names": ["0.weight"]}, r"names \['0.weight'\] are already the names"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -137,6 +137,12 @@ def export_model(
         )
     axes = _dynamic_axes(dynamic_axes, in_names, out_names, inputs, outputs)
     state = _state_names(model, constants or {})
+    clash = sorted((set(in_names) | set(out_names)) & set(state.values()))
+    if clash:
+        raise ExportError(
+            f"input/output names {clash} are already the names of parameters or buffers of the "
+            "model (its initializers); choose other names"
+        )
     order = topological(outputs)
 
     def where(fn: Any) -> str:
