@@ -141,9 +141,18 @@ def test_dropout_draws_anew_on_every_replay():
     assert set(np.unique(outs[4]).tolist()) == {0.0, 2.0}
 
 
-def test_lenet_batchnorm_sgd_is_bit_identical():
+def lenet() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
+        nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("build", [lenet_bn, lenet], ids=["batchnorm", "conv-relu fused"])
+def test_lenet_sgd_is_bit_identical(build):
     (m1, o1, s1, _), (m2, o2, s2, _) = twins(
-        lenet_bn, lambda p: optim.SGD(p, lr=0.05, momentum=0.9), F.cross_entropy
+        build, lambda p: optim.SGD(p, lr=0.05, momentum=0.9), F.cross_entropy
     )
     cs = dp.compile(s2)
     data = batches(3, (8, 1, 28, 28), classes=10)

@@ -14,7 +14,8 @@ step lowers it.
   the input gradient into a buffer that is dead by then, where there is one.
 * :class:`ReluKernel` / :class:`TanhKernel` -- when the input is a linear kernel's output that
   nothing else reads, the activation runs in place on the GEMM output (the fused linear + ReLU
-  / tanh), and its backward works in place where the graph shows the buffer is dead.
+  / tanh), and its backward works in place where the graph shows the buffer is dead. A ReLU
+  also runs in place on a convolution's output (the convolution's backward does not read it).
 * :class:`SGDKernel` -- ``SGD.step`` with momentum (no dampening, Nesterov, weight decay or
   maximize), hyperparameters read from the optimizer at every call; any other configuration
   calls the optimizer's own ``step``.
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from deltaprop.ops.activation import ReluFunction, TanhFunction
+from deltaprop.ops.conv import Convolution2DFunction
 from deltaprop.ops.linear import LinearFunction, column_sums
 from deltaprop.optim.sgd import SGD
 from deltaprop.tensor import Tensor
@@ -182,6 +184,10 @@ def _linear_ok(ins: tuple[Tensor, ...]) -> bool:
     )
 
 
+# Ops whose backward does not read their output: a ReLU may overwrite it (conv + ReLU fused).
+_OUTPUT_FREE = (LinearFunction, Convolution2DFunction)
+
+
 def select_kernels(rec: Any, sources: list, outs: list[Tensor], plans: list, pinned: set) -> list:
     """One kernel (or None: the op's own forward/backward) per recorded op.
 
@@ -208,9 +214,12 @@ def select_kernels(rec: Any, sources: list, outs: list[Tensor], plans: list, pin
             s = sources[j][0]
             if (
                 s[0] == "op"
-                and isinstance(kernels[s[1]], LinearKernel)
                 and readers[s[1]] == 1
                 and s[1] not in pinned
+                and (
+                    isinstance(kernels[s[1]], LinearKernel)
+                    or (kind is ReluFunction and type(rec.ops[s[1]].fn) in _OUTPUT_FREE)
+                )
             ):
                 kernels[j] = (ReluKernel if kind is ReluFunction else TanhKernel)(ins[0], out)
     if len(plans) != 1:
