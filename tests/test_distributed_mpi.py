@@ -41,7 +41,8 @@ def mpi_env() -> dict[str, str]:
     env = dict(os.environ)
     # Open MPI refuses to run as root unless told; harmless otherwise
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+    # more processes than cores (mpirun --oversubscribe, for the runs that start mpirun themselves)
+    env.setdefault("PRTE_MCA_rmaps_default_mapping_policy", ":oversubscribe")
     return env
 
 

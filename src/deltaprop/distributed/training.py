@@ -81,9 +81,9 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
             f"--nproc {nproc} runs the training on {nproc} processes through MPI, but {missing} "
             f"is not installed; install it with {backend.INSTALL_HINT}"
         )
-    cmd = [mpirun, "-n", str(nproc)]
-    if nproc > (os.cpu_count() or 1):
-        cmd.append("--oversubscribe")  # more processes than cores: allowed, but slower
+    # --oversubscribe: N processes even where Open MPI counts fewer slots (it counts physical
+    # cores); with more processes than cores they share them, slower
+    cmd = [mpirun, "-n", str(nproc), "--oversubscribe"]
     cmd += [sys.executable, "-m", "deltaprop", *strip_nproc(argv)]
     env = dict(os.environ)
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI refuses root unless told
