@@ -5,7 +5,9 @@ starts four copies of the same program, and MPI gives each its *rank* (0..3) and
 size* (4). :func:`init_process_group` joins that world: no address, port or rank to pass.
 
 ``mpi4py`` is loaded lazily and without initialising MPI, so ``import deltaprop`` stays fast and
-``is_available()`` costs a library load, not an MPI start-up. Once a group is initialised, an
+``is_available()`` costs a library load, not an MPI start-up (a program that also calls
+``mpi4py`` itself should do so after ``init_process_group``, or import ``mpi4py.MPI`` first, which
+then starts MPI as usual). Once a group is initialised, an
 uncaught exception on any rank prints which rank failed and aborts the whole job
 (``MPI_Abort``): the other ranks never wait forever for a rank that is gone.
 """
