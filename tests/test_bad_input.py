@@ -609,6 +609,9 @@ def test_damaged_last_resumes_from_the_previous_checkpoint(tmp_path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
 
     assert rows(resumed.history) == rows(straight.history)
+    from deltaprop.training.commands import evaluate_run
+
+    assert evaluate_run(out, "previous")["text"].startswith(f"run {out} (mlp, checkpoint previous")
 
 
 def test_resume_message_names_epochs_and_batches(tmp_path):

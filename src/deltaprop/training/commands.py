@@ -244,7 +244,9 @@ def _add_evaluate(subparsers: Any) -> None:
     )
     p.add_argument("--run", required=True, help="the run directory (deltaprop train --out)")
     p.add_argument(
-        "--checkpoint", default="last", help="last (default), best, or a checkpoint file"
+        "--checkpoint",
+        default="last",
+        help="last (default), previous (the one before last), best, or a checkpoint file",
     )
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--data-dir", help="where the IDX files are now, if they moved")
@@ -323,7 +325,9 @@ def _add_predict(subparsers: Any) -> None:
     p.add_argument("--run", required=True, help="the run directory (deltaprop train --out)")
     p.add_argument("files", nargs="+", metavar="FILE", help="image files or .csv files")
     p.add_argument(
-        "--checkpoint", default="last", help="last (default), best, or a checkpoint file"
+        "--checkpoint",
+        default="last",
+        help="last (default), previous (the one before last), best, or a checkpoint file",
     )
     p.add_argument("--top", type=positive_int, default=1, help="show the k most likely classes")
     p.set_defaults(func=cmd_predict)

@@ -81,7 +81,7 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "last") -> LoadedRun
 
     Args:
         run: the directory given to ``deltaprop train --out``.
-        checkpoint: ``last``, ``best``, or a path to a checkpoint file.
+        checkpoint: ``last``, ``previous``, ``best``, or a path to a checkpoint file.
 
     Raises:
         PredictError: no run there, or the checkpoint is missing.
@@ -97,7 +97,7 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "last") -> LoadedRun
     if not (run_dir / CONFIG_FILE).exists():
         raise PredictError(f"{run_dir} is not a training run (no config.json in it)")
     config = read_config(run_dir, PredictError)
-    if checkpoint in ("last", "best"):
+    if checkpoint in ("last", "previous", "best"):
         path = run_dir / "checkpoints" / f"{checkpoint}.safetensors"
     else:
         path = Path(checkpoint)
