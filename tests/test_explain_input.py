@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deltaprop.explain import SpecError, load_spec, parse_spec
+from deltaprop.explain import SpecError, explain_spec, load_spec, parse_spec, render
 from deltaprop.explain.spec import estimate_bytes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
@@ -81,6 +81,25 @@ def test_steps_that_cannot_fit_are_refused_with_the_figure(tmp_path):
 def test_malformed_specs(tmp_path, text, words):
     (tmp_path / "s.toml").write_text(text)
     one_sentence(cli("explain", "s.toml", cwd=tmp_path), *words)
+
+
+def test_values_that_overflow_are_one_sentence(tmp_path):
+    (tmp_path / "huge.toml").write_text(
+        'loss = "mse_half"\nlr = 0.5\n[[layers]]\nweights = [[1e200, 1e200]]\nbiases = [0.0]\n'
+        "[data]\ninputs = [[1e200, 1.0]]\ntargets = [[0.0]]\n"
+    )
+    one_sentence(
+        cli("explain", "huge.toml", cwd=tmp_path),
+        "huge.toml: step 1:",
+        "not a finite number",
+        "use smaller weights, inputs or lr",
+    )
+    from deltaprop import nn
+    from deltaprop.explain import trace
+
+    model = nn.Sequential(nn.Linear(1, 1)).double()
+    with pytest.raises(SpecError, match="update of layer 1 overflows"):
+        trace(model, [[1e10]], [[-1e10]], lr=1e300)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,7 +191,7 @@ def _parse_only_spec_errors(raw) -> None:
         pass
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(
         st.sampled_from(
@@ -241,6 +260,33 @@ def test_integers_beyond_float64(key):
         parse_spec(raw, source="big.toml")
     except SpecError as e:
         assert str(e).startswith("big.toml: ")
+
+
+finite = st.floats(min_value=-1e300, max_value=1e300) | st.sampled_from([0.0, 1e300, 1e-300])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 1), st.data(), finite)
+def test_fuzz_running_specs_with_extreme_numbers(which, data, value):
+    """Specs that parse also run and render, or stop with one SpecError (overflow)."""
+    raw = copy.deepcopy(RAW[which])
+    floats = [p for p in _paths(raw) if p and isinstance(_get(raw, p), float)]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(floats))
+        _get(raw, path[:-1])[path[-1]] = value
+    try:
+        tr = explain_spec(parse_spec(raw, source="fuzz.toml"))
+    except SpecError as e:
+        assert str(e).startswith("fuzz.toml: ")
+        return
+    for fmt in ("text", "markdown", "latex", "html", "json"):
+        assert render(tr, fmt)
+
+
+def _get(obj, path):
+    for key in path:
+        obj = obj[key]
+    return obj
 
 
 def test_the_unmutated_fuzz_seeds_are_valid():

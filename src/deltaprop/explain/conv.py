@@ -23,19 +23,33 @@ from deltaprop.explain.records import ConvDisplay, LayerRecord, PoolDisplay
 from deltaprop.ops.common import conv_output_size
 
 
-def _tol(dtype: np.dtype) -> dict[str, float]:
-    return {"rtol": 1e-9, "atol": 1e-12} if dtype == np.float64 else {"rtol": 1e-4, "atol": 1e-6}
+def agree(
+    what: str, shown: np.ndarray, engine: np.ndarray | None, scale: np.ndarray | None = None
+) -> None:
+    """Raise ``RuntimeError`` unless a displayed array equals the engine's within rounding.
 
-
-def agree(what: str, shown: np.ndarray, engine: np.ndarray | None) -> None:
-    """Raise ``RuntimeError`` unless a displayed array equals the engine's (within rounding)."""
+    ``scale`` is the magnitude of the terms each entry sums (``|A| @ |B|`` for a product
+    ``A @ B``): sums of large terms that cancel may differ by rounding of that size, depending
+    on the order of the additions.
+    """
     if engine is None:
         return
-    if shown.shape != engine.shape or not np.allclose(shown, engine, **_tol(engine.dtype)):
+    if shown.shape != engine.shape:
+        raise RuntimeError(
+            f"explain: the displayed {what} has shape {shown.shape}, the engine's {engine.shape}; "
+            "please report this with the spec file"
+        )
+    rtol, atol = (1e-9, 1e-12) if engine.dtype == np.float64 else (1e-4, 1e-6)
+    size = np.abs(engine) if scale is None else np.maximum(np.abs(engine), scale)
+    with np.errstate(invalid="ignore"):
+        close = np.abs(shown - engine) <= atol + rtol * size
+    close |= np.isnan(shown) & np.isnan(engine)
+    close |= np.isinf(shown) & (shown == engine)
+    if not np.all(close):
         raise RuntimeError(
             f"explain: the displayed {what} disagrees with the engine's value "
-            f"(shapes {shown.shape} and {engine.shape}, values {shown.ravel()[:8]} and "
-            f"{engine.ravel()[:8]}); please report this with the spec file"
+            f"(values {shown.ravel()[:8]} and {engine.ravel()[:8]}); "
+            "please report this with the spec file"
         )
 
 
@@ -82,16 +96,19 @@ def conv_display(rec: LayerRecord) -> ConvDisplay:
     cols = im2col(x, kh, kw, s, p)
     wmat = w.reshape(kk, c * kh * kw).T
     gemm = cols @ wmat + b if b is not None else cols @ wmat
-    agree("GEMM cols @ Wmat + b", gemm, rec.net.transpose(0, 2, 3, 1).reshape(-1, kk))
+    size = np.abs(cols) @ np.abs(wmat) + (np.abs(b) if b is not None else 0)
+    agree("GEMM cols @ Wmat + b", gemm, rec.net.transpose(0, 2, 3, 1).reshape(-1, kk), size)
     dy = rec.delta.transpose(0, 2, 3, 1).reshape(-1, kk)
     dw = cols.T @ dy
-    agree("weight gradient cols^T @ dY", dw.T.reshape(w.shape), rec.weight_grad)
+    size = (np.abs(cols).T @ np.abs(dy)).T.reshape(w.shape)
+    agree("weight gradient cols^T @ dY", dw.T.reshape(w.shape), rec.weight_grad, size)
     db = dy.sum(axis=0)
     if b is not None:
-        agree("bias gradient (sum of dY)", db, rec.bias_grad)
+        agree("bias gradient (sum of dY)", db, rec.bias_grad, np.abs(dy).sum(axis=0))
     dcols = dy @ wmat.T
     dx = col2im(dcols, x.shape, kh, kw, s, p)
-    agree("input gradient col2im(dY @ Wmat^T)", dx, rec.input_grad)
+    size = col2im(np.abs(dy) @ np.abs(wmat).T, x.shape, kh, kw, s, p)
+    agree("input gradient col2im(dY @ Wmat^T)", dx, rec.input_grad, size)
     rows = [
         (f"s{a + 1} " if n > 1 else "") + f"({r + 1},{q + 1})"
         for a in range(n)
@@ -158,6 +175,8 @@ def pool_display(rec: LayerRecord) -> PoolDisplay:
                         dx[a, ch, yy, xx] += g * share
                     routes.append(((a, ch, r, q), cells, g))
     what = "the max of each window" if is_max else "the mean of each window"
-    agree(f"pooled values ({what})", pooled.astype(x.dtype), rec.net)
-    agree("input gradient routed through the pooling", dx, rec.input_grad)
+    agree(f"pooled values ({what})", pooled.astype(x.dtype), rec.net, np.max(np.abs(x)))
+    agree(
+        "input gradient routed through the pooling", dx, rec.input_grad, np.max(np.abs(rec.delta))
+    )
     return PoolDisplay("max" if is_max else "avg", mask, routes, dx, share)

@@ -27,26 +27,24 @@ from deltaprop.explain.records import LayerRecord, NormDisplay
 
 def _layout(
     rec: LayerRecord,
-) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray], int]:
-    """``(to_groups, from_groups, axis)``: the input as a (groups, N) matrix and back; ``axis``
-    is the axis of the matrix that the parameter gradients sum over."""
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """``(to_groups, from_groups)``: the input as a (groups, N) matrix, and back."""
     x = rec.input
     if rec.type == "layernorm":
         n = x[0].size if rec.weights is None else rec.weights.size
-        return (lambda a: a.reshape(-1, n)), (lambda a: a.reshape(x.shape)), 0
+        return (lambda a: a.reshape(-1, n)), (lambda a: a.reshape(x.shape))
     shape = x.shape
     c = shape[1]
     moved = (c, shape[0]) + tuple(shape[2:])
     return (
         (lambda a: np.moveaxis(a, 1, 0).reshape(c, -1)),
         (lambda a: np.moveaxis(a.reshape(moved), 0, 1)),
-        1,
     )
 
 
 def norm_display(rec: LayerRecord) -> NormDisplay:
     """The statistics and the three parts of the backward pass (see the module docstring)."""
-    to2, back, axis = _layout(rec)
+    to2, back = _layout(rec)
     x2 = to2(rec.input).astype(np.float64)
     dy2 = to2(rec.delta).astype(np.float64)
     groups, n = x2.shape
@@ -64,7 +62,12 @@ def norm_display(rec: LayerRecord) -> NormDisplay:
     var = (xc * xc).mean(axis=1)
     std = np.sqrt(var + rec.eps)
     xhat = xc / std[:, None]
-    agree("normalized output gamma * xhat + beta", back(gamma * xhat + beta), rec.net)
+    agree(
+        "normalized output gamma * xhat + beta",
+        back(gamma * xhat + beta),
+        rec.net,
+        back(np.abs(gamma * xhat) + np.abs(beta)),
+    )
     g = dy2 * gamma
     dvar = (g * xc).sum(axis=1) * -0.5 / std**3
     dmean = -g.sum(axis=1) / std
@@ -75,18 +78,28 @@ def norm_display(rec: LayerRecord) -> NormDisplay:
     mean_g = g.mean(axis=1)
     mean_gx = (g * xhat).mean(axis=1)
     closed = (g - mean_g[:, None] - xhat * mean_gx[:, None]) / std[:, None]
+    size = back(np.abs(part_xhat) + np.abs(part_mean) + np.abs(part_var))
+    dtype = rec.input.dtype
     agree(
-        "input gradient (the sum of the three parts)",
-        back(dx).astype(rec.input.dtype),
-        rec.input_grad,
+        "input gradient (the sum of the three parts)", back(dx).astype(dtype), rec.input_grad, size
     )
-    agree("input gradient (the closed form)", back(closed).astype(rec.input.dtype), rec.input_grad)
+    agree("input gradient (the closed form)", back(closed).astype(dtype), rec.input_grad, size)
     if rec.weight_grad is not None:
-        dgamma = _param_sum(rec, back(dy2 * xhat), axis)
-        agree("dE/dgamma = sum dE/dy * xhat", dgamma.astype(rec.weights.dtype), rec.weight_grad)
+        dgamma = _param_sum(rec, back(dy2 * xhat))
+        agree(
+            "dE/dgamma = sum dE/dy * xhat",
+            dgamma.astype(rec.weights.dtype),
+            rec.weight_grad,
+            _param_sum(rec, back(np.abs(dy2 * xhat))),
+        )
     if rec.bias_grad is not None:
-        dbeta = _param_sum(rec, back(dy2), axis)
-        agree("dE/dbeta = sum dE/dy", dbeta.astype(rec.biases.dtype), rec.bias_grad)
+        dbeta = _param_sum(rec, back(dy2))
+        agree(
+            "dE/dbeta = sum dE/dy",
+            dbeta.astype(rec.biases.dtype),
+            rec.bias_grad,
+            _param_sum(rec, back(np.abs(dy2))),
+        )
     return NormDisplay(
         over="sample" if rec.type == "layernorm" else "batch",
         n=n,
@@ -113,7 +126,7 @@ def _param_shape(rec: LayerRecord, p: np.ndarray) -> np.ndarray:
     return p.reshape((1, -1) + (1,) * (rec.input.ndim - 2))
 
 
-def _param_sum(rec: LayerRecord, a: np.ndarray, axis: int) -> np.ndarray:
+def _param_sum(rec: LayerRecord, a: np.ndarray) -> np.ndarray:
     """Sum an element array over everything but the parameter's own axes."""
     if rec.type == "layernorm":
         return a.reshape((-1,) + rec.weights.shape).sum(axis=0)

@@ -80,6 +80,7 @@ class NetworkSpec:
     description: str = ""
     target_indices: bool = False  # ce targets given as class indices
     seed: int = 0  # dropout masks
+    source: str = "spec"  # the file, for messages
     kind: str = "network"
 
     @property
@@ -133,6 +134,8 @@ def parse_spec(
     if "lr" not in raw:
         raise where.err("lr", "missing key; expected the learning rate, a number such as 0.5")
     lr = number(raw["lr"], "lr", where)
+    if lr < 0:
+        raise where.err("lr", f"expected a learning rate >= 0, got {lr:g}")
     steps = integer(raw.get("steps", 1), "steps", where, minimum=1)
     train_biases = boolean(raw.get("train_biases", True), "train_biases", where)
     default_reduction = "sum" if loss == "mse_half" else "mean"
@@ -201,6 +204,7 @@ def parse_spec(
         description=description,
         target_indices=as_indices,
         seed=seed,
+        source=source,
     )
     check_fits(spec, where)
     return spec

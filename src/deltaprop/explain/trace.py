@@ -34,6 +34,7 @@ from deltaprop.explain.network import LOSSES, Layer, Network, layers_from_model,
 from deltaprop.explain.norm import norm_display
 from deltaprop.explain.records import LayerRecord, NetworkRecord, StepRecord
 from deltaprop.explain.spec import NetworkSpec
+from deltaprop.explain.specvalues import SpecError
 from deltaprop.explain.verify import verify_step
 from deltaprop.models import build_sequential
 from deltaprop.optim import SGD
@@ -72,6 +73,7 @@ def _run_step(
     names: list[list[str]],
     verify: bool,
     dtype: np.dtype,
+    source: str,
 ) -> tuple[float, list[LayerRecord], Any]:
     layers = net.layers
     for lay in layers:
@@ -100,6 +102,7 @@ def _run_step(
         locals_.append(local)
         masks.append(mask)
     loss.backward()
+    _check_finite(loss, nets, layers, source)
 
     records = []
     for i, (lay, i_, n_, o_) in enumerate(zip(layers, ins, nets, outs)):
@@ -149,7 +152,32 @@ def _run_step(
     for rec, lay in zip(records, layers):
         rec.weights_after = _copy(lay.weight)
         rec.biases_after = _copy(lay.bias)
+        for after in (rec.weights_after, rec.biases_after):
+            if after is not None and not np.all(np.isfinite(after)):
+                raise SpecError(
+                    f"{source}: the update of layer {rec.index + 1} overflows (lr = {lr:g} times "
+                    "the gradient is not a finite number); use a smaller lr"
+                )
     return loss_value, records, verification
+
+
+def _check_finite(loss: Tensor, nets: list[Tensor], layers: list[Layer], source: str) -> None:
+    """:class:`SpecError` when a value or gradient of the step is not a finite number: the
+    explanation would be a page of nan."""
+    values = [("the loss", loss.data)]
+    for i, (n_, lay) in enumerate(zip(nets, layers)):
+        values.append((f"net of layer {i + 1}", n_.data))
+        if n_.grad is not None:
+            values.append((f"delta of layer {i + 1}", n_.grad.data))
+        for p in (lay.weight, lay.bias):
+            if p is not None and p.grad is not None:
+                values.append((f"a gradient of layer {i + 1}", p.grad.data))
+    for what, arr in values:
+        if not np.all(np.isfinite(arr)):
+            raise SpecError(
+                f"{source}: {what} is not a finite number (the values overflow the "
+                f"{arr.dtype} range); use smaller weights, inputs or lr"
+            )
 
 
 def batches(m: int, batch_size: int, steps: int) -> list[list[int]]:
@@ -178,8 +206,10 @@ def run(
     dtype: np.dtype,
     description: str = "",
     target_indices: bool = False,
+    source: str = "explain.trace",
 ) -> NetworkTrace:
-    """Run ``steps`` SGD steps of ``layers`` and record them."""
+    """Run ``steps`` SGD steps of ``layers`` and record them (``source`` names the spec or the
+    function in error messages)."""
     net = Network(layers, loss, reduction)
     m = inputs.shape[0]
     bs = batch_size or m
@@ -187,7 +217,10 @@ def run(
     step_records = []
     for k, idx in enumerate(batches(m, bs, steps)):
         x_np, t_np = inputs[idx], targets[idx]
-        e, recs, ver = _run_step(net, x_np, t_np, lr, train_biases, names, verify, dtype)
+        with np.errstate(all="ignore"):  # an overflow is reported by _check_finite instead
+            e, recs, ver = _run_step(
+                net, x_np, t_np, lr, train_biases, names, verify, dtype, f"{source}: step {k + 1}"
+            )
         step_records.append(StepRecord(k + 1, idx, x_np, t_np, e, recs, ver))
     return NetworkTrace(
         title=title,
@@ -366,6 +399,7 @@ def trace_spec(spec: NetworkSpec, verify: bool = False) -> NetworkTrace:
             dtype=np.dtype(spec.dtype),
             description=spec.description,
             target_indices=spec.target_indices,
+            source=spec.source,
         )
     finally:
         set_rng_state(state)
