@@ -418,6 +418,7 @@ def _as_unprivileged_user():
         ([*TRAIN, "--model", "secret.toml"], "cannot be read: permission denied"),
         (["evaluate", "--run", "secret_run"], "cannot be read: permission denied"),
         ([*XOR, "--out", "secret_run", "--resume"], "cannot be read: permission denied"),
+        (["evaluate", "--run", "locked_run"], "run directory 'locked_run' cannot be read"),
     ],
 )
 def test_unreadable_and_unwritable_paths(tmp_path, argv, words):
@@ -429,8 +430,10 @@ def test_unreadable_and_unwritable_paths(tmp_path, argv, words):
         (root / "secret.toml").chmod(0)
         run = _copy_run(root, "secret_run")
         (run / "config.json").chmod(0)
+        _copy_run(root, "locked_run").chmod(0o200)
         if user is not None:  # the files belong to the user the command runs as
-            for path in (root / "locked", root / "secret.toml", run, *run.rglob("*")):
+            owned = [root / "locked", root / "secret.toml", root / "locked_run", run]
+            for path in (*owned, *run.rglob("*")):
                 os.chown(path, user[1].pw_uid, user[1].pw_gid)
         env = {**os.environ, "PYTHONPATH": SRC, "HOME": str(root)}
         result = subprocess.run(
@@ -468,6 +471,9 @@ def test_permission_errors_become_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(userfiles.tempfile, "mkstemp", no_write)
     with pytest.raises(TrainingError, match="--out '.*out' is not writable: permission denied"):
         userfiles.check_output_dir(tmp_path / "out", "--out", TrainingError)
+    monkeypatch.setattr(userfiles.os, "access", lambda path, mode: False)
+    with pytest.raises(TrainingError, match="run directory '.*' cannot be read: permission"):
+        userfiles.check_readable_dir(tmp_path, "run directory", TrainingError)
 
 
 # ----------------------------------------------------------------------------------------------

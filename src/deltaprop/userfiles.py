@@ -33,6 +33,7 @@ __all__ = [
     "MAX_TEXT_BYTES",
     "available_memory",
     "check_output_dir",
+    "check_readable_dir",
     "describe_bytes",
     "parses_as_float",
     "read_json",
@@ -107,6 +108,13 @@ def read_json(path: str | os.PathLike[str], what: str, error: type[InputError]) 
         raise error(f"{what} {str(path)!r} is not valid JSON: {e}") from None
     except RecursionError:
         raise error(f"{what} {str(path)!r} is not valid JSON: nested too deeply") from None
+
+
+def check_readable_dir(path: str | os.PathLike[str], what: str, error: type[InputError]) -> None:
+    """``error`` unless the existing directory ``path`` can be listed and entered (without
+    this, its files would look missing)."""
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise error(f"{what} {str(path)!r} cannot be read: permission denied")
 
 
 def check_output_dir(path: str | os.PathLike[str], what: str, error: type[InputError]) -> Path:

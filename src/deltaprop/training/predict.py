@@ -36,7 +36,7 @@ import numpy as np
 from deltaprop.errors import PredictError
 from deltaprop.training.checkpoint import check_model_fits, load_checkpoint
 from deltaprop.training.rundir import CONFIG_FILE, read_config
-from deltaprop.userfiles import parses_as_float
+from deltaprop.userfiles import check_readable_dir, parses_as_float
 
 __all__ = [
     "LoadedRun",
@@ -94,6 +94,7 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "last") -> LoadedRun
         raise PredictError(f"run directory {run_dir} does not exist")
     if not run_dir.is_dir():
         raise PredictError(f"{run_dir} is a file, not a run directory (give --run DIR)")
+    check_readable_dir(run_dir, "run directory", PredictError)
     if not (run_dir / CONFIG_FILE).exists():
         raise PredictError(f"{run_dir} is not a training run (no config.json in it)")
     config = read_config(run_dir, PredictError)

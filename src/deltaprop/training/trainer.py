@@ -49,7 +49,7 @@ from deltaprop.training.loop import TrainingRun
 from deltaprop.training.metrics import evaluate_model
 from deltaprop.training.rundir import CONFIG_FILE, read_config
 from deltaprop.training.settings import COMMON_DEFAULTS, TrainSettings, check_setting
-from deltaprop.userfiles import check_output_dir
+from deltaprop.userfiles import check_output_dir, check_readable_dir
 
 __all__ = [
     "RunResult",
@@ -134,6 +134,8 @@ def train(
     if resume:
         if out.exists() and not out.is_dir():
             raise TrainingError(f"cannot resume: --out {str(out)!r} is a file, not a run directory")
+        if out.is_dir():
+            check_readable_dir(out, "--out", TrainingError)
         if not config_path.exists():
             raise TrainingError(f"cannot resume: {out} holds no run ({CONFIG_FILE} is missing)")
         saved = read_config(out, TrainingError)
