@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "hidden_sizes",
@@ -42,49 +44,34 @@ def hidden_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def positive_int(text: str) -> int:
+def _parsed(text: str, parse: Callable[[str], Any], ok: Callable[[Any], bool], allowed: str) -> Any:
+    """``parse(text)`` when it succeeds and passes ``ok``, else the error naming ``allowed``."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _parsed(text, int, lambda v: v > 0, "a positive integer")
 
 
 def seed(text: str) -> int:
     from deltaprop.training.settings import MAX_SEED
 
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
-    return value
+    return _parsed(text, int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}")
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
+    return _parsed(text, float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 
 
 def positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _parsed(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def probability(text: str) -> float:
-    value = non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
-    return value
+    return _parsed(text, float, lambda v: 0 <= v < 1, "a probability in [0, 1)")
