@@ -210,3 +210,25 @@ def update(c: Ctx) -> list[Block]:
                 )
             )
     return blocks
+
+
+def loss_formula(c: Ctx) -> M:
+    """The cost in matrix form: ``E = 1/(2m) sum (O - Y)^2`` and the like."""
+    L = len(c.step.layers)
+    o, ot = f"O{L}", f"O_{{{L}}}"
+    mean = c.tr.reduction == "mean"
+    loss = c.tr.loss
+    if loss == "mse_half":
+        front, tex = ("1/(2m) ", r"\frac{1}{2m}") if mean else ("1/2 ", r"\frac{1}{2}")
+        return M(f"E = {front}sum ({o} - Y)^2", f"E = {tex} \\sum ({ot} - Y)^2")
+    if loss == "mse":
+        front, tex = ("1/(m K) ", r"\frac{1}{mK}") if mean else ("", "")
+        return M(f"E = {front}sum ({o} - Y)^2", f"E = {tex} \\sum ({ot} - Y)^2")
+    if loss == "bce":
+        front, tex = ("-1/(m K) ", r"-\frac{1}{mK}") if mean else ("-", "-")
+        return M(
+            f"E = {front}sum [Y * log {o} + (1 - Y) * log(1 - {o})]",
+            f"E = {tex} \\sum \\left[Y \\odot \\log {ot} + (1 - Y) \\odot \\log(1 - {ot})\\right]",
+        )
+    front, tex = ("-1/m ", r"-\frac{1}{m}") if mean else ("-", "-")
+    return M(f"E = {front}sum Y * log {o}", f"E = {tex} \\sum Y \\odot \\log {ot}")

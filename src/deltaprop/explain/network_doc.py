@@ -78,14 +78,6 @@ def loss_formula(tr: NetworkRecord) -> M:
     return M("E = -sum_s sum_k t_k log o_k", r"E = -\sum_s \sum_k t_k \log o_k")
 
 
-_LOSS_NAMES = {
-    "mse_half": "squared error with the 1/2 convention",
-    "mse": "mean squared error (as torch.nn.functional.mse_loss)",
-    "bce": "binary cross entropy",
-    "ce": "softmax + categorical cross entropy (computed from net by log_softmax)",
-}
-
-
 def _shape(rec: LayerRecord) -> str:
     if rec.names:
         return (
@@ -118,7 +110,7 @@ def _setup(tr: NetworkRecord, w: Words) -> list[Block]:
     first = tr.steps[0]
     x = first.inputs
     size = str(x[0].size) if x.ndim == 2 else " x ".join(map(str, x.shape[1:]))
-    rows = [["input", "", size, "", ""]]
+    rows = [[w("input"), "", size, "", ""]]
     for rec in first.layers:
         act = rec.activation if rec.type not in ("maxpool2d", "avgpool2d", "dropout") else ""
         rows.append([str(rec.index + 1), rec.type, _shape(rec), act, _params(rec)])
@@ -130,7 +122,7 @@ def _setup(tr: NetworkRecord, w: Words) -> list[Block]:
     else:
         mode = w("one_sample")
     facts = [
-        f"Loss: {_LOSS_NAMES[tr.loss]}, reduction {tr.reduction!r} over the mini-batch.",
+        w("loss_line", name=w("loss_" + tr.loss), r=tr.reduction),
         w(
             "facts_lr",
             lr=f"{tr.lr:g}",
@@ -222,11 +214,12 @@ def _loss_blocks(c: Ctx) -> list[Block]:
     o = c.rows(step.layers[-1].out)
     t = c.rows(step.targets)
     m, k = o.shape
-    formula = loss_formula(tr)
+    matrix = c.opts.notation == "matrix"
+    formula = matrix_doc.loss_formula(c) if matrix else loss_formula(tr)
     lhs, rhs = formula.text.split(" = ", 1), formula.tex.split(" = ", 1)
     sides = [M(lhs[0], rhs[0]), M(lhs[1], rhs[1])]
     F = c.F.at(o, t, step.loss)
-    if m * k <= MAX_TERMS:
+    if m * k <= MAX_TERMS and not matrix:
         terms = []
         for a in range(m):
             for j in range(k):

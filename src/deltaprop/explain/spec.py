@@ -215,8 +215,9 @@ def parse_spec(
 # ----------------------------------------------------------------------------------------------
 
 #: bytes an explanation holds per recorded number: the float64 copies of the trace plus the
-#: blocks, formatted strings and rendered output made from them (measured on the examples:
-#: 1.5 to 3 KB per number; rounded up)
+#: blocks, formatted strings and rendered output made from them. Measured with tracemalloc on
+#: 40 steps of each example rendered as text, HTML and JSON, the estimate below is 1.9 to 3
+#: times the peak: it errs on the side of refusing.
 BYTES_PER_NUMBER = 4096
 
 

@@ -83,6 +83,22 @@ _WORDS: dict[str, tuple[str, str]] = {
     "not_trained": (" (not trained)", "（不训练）"),
     "inputs_targets": ("inputs and targets", "输入与目标"),
     "targets": ("targets", "目标"),
+    # the loss
+    "loss_line": (
+        "Loss: {name}, reduction {r!r} over the mini-batch.",
+        "损失函数：{name}，对小批量的归约方式为 {r!r}。",
+    ),
+    "loss_mse_half": ("squared error with the 1/2 convention", "带 1/2 系数的平方误差"),
+    "loss_mse": (
+        "mean squared error (as torch.nn.functional.mse_loss)",
+        "均方误差（同 torch.nn.functional.mse_loss）",
+    ),
+    "loss_bce": ("binary cross entropy", "二元交叉熵"),
+    "loss_ce": (
+        "softmax + categorical cross entropy (computed from net by log_softmax)",
+        "softmax + 多类交叉熵（由 net 经 log_softmax 计算）",
+    ),
+    "input": ("input", "输入"),
     # rules
     "facts_engine": (
         "Every number below is a value the deltaprop engine produced: forward values, .grad "
