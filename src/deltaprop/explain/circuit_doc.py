@@ -4,7 +4,20 @@ local derivative times the upstream gradient, and the sums where a value feeds s
 from __future__ import annotations
 
 from deltaprop.explain.blocks import Answer, Block, Equation, Equations, Heading, Para, Table
-from deltaprop.explain.notation import MINUS, PLUS, TIMES, Fmt, M, cat, dE, fn, join, sq, val
+from deltaprop.explain.notation import (
+    MINUS,
+    PLUS,
+    TIMES,
+    Fmt,
+    M,
+    cat,
+    dE,
+    fn,
+    is_number,
+    join,
+    sq,
+    val,
+)
 from deltaprop.explain.records import CircuitNode, CircuitRecord
 from deltaprop.explain.words import Options, Words
 
@@ -209,7 +222,7 @@ def _expr_m(
         return (
             table[name]
             if table and name in table
-            else (M(name, name) if _is_num(name) else val(name))
+            else (M(name, name) if is_number(name) else val(name))
         )
 
     ins = g.inputs
@@ -235,11 +248,3 @@ def _expr_m(
 
 
 _SYMBOL_OPS = ("add", "sub", "mul", "div", "pow")
-
-
-def _is_num(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True

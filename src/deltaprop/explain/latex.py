@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from deltaprop.explain.blocks import Block, Equations, Figure, Heading, Matrix, Para, Table
-from deltaprop.explain.notation import Fmt, M, tex_number
+from deltaprop.explain.notation import Fmt, M, is_number, tex_number
 
 _TEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -32,17 +32,9 @@ def tex_escape(s: str) -> str:
 def _tex_cell(c: M | str, numeric: bool) -> str:
     if isinstance(c, M):
         return f"${c.tex}$"
-    if numeric and _is_number(c):
+    if numeric and is_number(c):
         return "$" + tex_number(c) + "$"
     return tex_escape(c)
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
 
 
 def _tex_equations(b: Equations) -> list[str]:

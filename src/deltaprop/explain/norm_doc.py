@@ -50,6 +50,11 @@ def _stat(base: str, tex: str, name: str | None, s: int | None) -> M:
     return M(base + a, tex + b)
 
 
+def _mean_of(n: int, body: M) -> M:
+    """``1/n (body)``."""
+    return cat(M(f"1/{n} (", r"\frac{1}{" + str(n) + r"}\left("), body, M(")", r"\right)"))
+
+
 def _groups(c: Ctx, rec: LayerRecord) -> list[tuple[int, str | None, int | None, list[tuple]]]:
     """The groups written out: (group index, feature name for batch norm, sample label for
     layer norm, [(k, j) of each element, ...])."""
@@ -88,16 +93,8 @@ def forward(c: Ctx, rec: LayerRecord) -> list[Block]:
             Equation(
                 [
                     mu,
-                    cat(
-                        M(f"1/{n} (", r"\frac{1}{" + str(n) + r"}\left("),
-                        join(xs, PLUS),
-                        M(")", r"\right)"),
-                    ),
-                    cat(
-                        M(f"1/{n} (", r"\frac{1}{" + str(n) + r"}\left("),
-                        join([F.n(v, True) for v in vals], PLUS),
-                        M(")", r"\right)"),
-                    ),
+                    _mean_of(n, join(xs, PLUS)),
+                    _mean_of(n, join([F.n(v, True) for v in vals], PLUS)),
                     F.n(d.mean[gi]),
                 ],
                 refs=refs,
@@ -110,16 +107,8 @@ def forward(c: Ctx, rec: LayerRecord) -> list[Block]:
             Equation(
                 [
                     var,
-                    cat(
-                        M(f"1/{n} (", r"\frac{1}{" + str(n) + r"}\left("),
-                        join(sq_terms, PLUS),
-                        M(")", r"\right)"),
-                    ),
-                    cat(
-                        M(f"1/{n} (", r"\frac{1}{" + str(n) + r"}\left("),
-                        join(sq_nums, PLUS),
-                        M(")", r"\right)"),
-                    ),
+                    _mean_of(n, join(sq_terms, PLUS)),
+                    _mean_of(n, join(sq_nums, PLUS)),
                     F.n(d.var[gi]),
                 ],
                 refs=refs,

@@ -211,3 +211,12 @@ def tex_number(s: str) -> str:
         mant, ex = s.split("e")
         return f"{mant} \\times 10^{{{int(ex)}}}"
     return s
+
+
+def is_number(s: str) -> bool:
+    """Whether a string is a number as Python reads it (``"0.5"``, ``"-2"``, ``"1e-05"``)."""
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
