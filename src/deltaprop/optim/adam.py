@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from deltaprop.optim.optimizer import (
     Optimizer,
-    _check_flags,
     check_hyperparameter,
     check_hyperparameters,
+    implementation_flags,
 )
-from deltaprop.tensor import _make
 
 __all__ = ["Adam", "AdamW"]
 
@@ -68,77 +67,67 @@ class Adam(Optimizer):
         check_hyperparameters(lr=lr, eps=eps, weight_decay=weight_decay)
         for i, beta in enumerate(betas):
             check_hyperparameter(beta, f"Invalid beta parameter at index {i}", high=1.0)
-        _check_flags(type(self).__name__, differentiable, fused, capturable)
         defaults = {
             "lr": lr,
             "betas": betas,
             "eps": eps,
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
-            "maximize": maximize,
-            "foreach": foreach,
-            "capturable": capturable,
-            "differentiable": differentiable,
-            "fused": fused,
+            **implementation_flags(
+                type(self).__name__,
+                maximize=maximize,
+                foreach=foreach,
+                capturable=capturable,
+                differentiable=differentiable,
+                fused=fused,
+            ),
             "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults)
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One Adam update of every parameter that has a gradient (see the class docstring)."""
-        loss = self._closure_loss(closure)
-        self._step_called = True
-        for group in self.param_groups:
-            lr = float(group["lr"])
-            beta1, beta2 = (float(b) for b in group["betas"])
-            eps = float(group["eps"])
-            weight_decay = float(group["weight_decay"])
-            amsgrad = bool(group["amsgrad"])
-            maximize = bool(group["maximize"])
-            decoupled = bool(group["decoupled_weight_decay"])
-            for p, d, g in self._with_grads(group):
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _make(np.array(0.0, dtype=np.float32))
-                    state["exp_avg"] = _make(np.zeros_like(d))
-                    state["exp_avg_sq"] = _make(np.zeros_like(d))
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = _make(np.zeros_like(d))
-                step_t = state["step"].data
-                step_t += 1
-                step = float(step_t)
-                if decoupled and weight_decay != 0:  # AdamW: decay the weights directly
-                    d *= 1 - lr * weight_decay
-                    g, _ = self._effective_grad(d, g, 0.0, maximize)
-                else:
-                    g, _ = self._effective_grad(d, g, weight_decay, maximize)
-                m = state["exp_avg"].data
-                v = state["exp_avg_sq"].data
-                # m <- m + (1 - beta1) (g - m)   (torch's lerp)
-                tmp = np.subtract(g, m)
-                tmp *= 1 - beta1
-                m += tmp
-                # v <- beta2 v + (1 - beta2) g^2
-                v *= beta2
-                np.multiply(g, g, out=tmp)
-                tmp *= 1 - beta2
-                v += tmp
-                bias_correction1 = 1 - beta1**step
-                bias_correction2 = 1 - beta2**step
-                step_size = lr / bias_correction1
-                bc2_sqrt = math.sqrt(bias_correction2)
-                if amsgrad:
-                    vmax = state["max_exp_avg_sq"].data
-                    np.maximum(vmax, v, out=vmax)
-                    np.sqrt(vmax, out=tmp)
-                else:
-                    np.sqrt(v, out=tmp)
-                tmp /= bc2_sqrt
-                tmp += eps
-                np.divide(m, tmp, out=tmp)
-                tmp *= step_size
-                d -= tmp
-        return loss
+    def _update_group(self, group: dict[str, Any]) -> None:
+        """The Adam update of one group's parameters (see the class docstring)."""
+        lr, eps, weight_decay = (float(group[k]) for k in ("lr", "eps", "weight_decay"))
+        beta1, beta2 = (float(b) for b in group["betas"])
+        amsgrad, maximize = bool(group["amsgrad"]), bool(group["maximize"])
+        decoupled = bool(group["decoupled_weight_decay"])
+        buffers = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if amsgrad else [])
+        for p, d, g in self._with_grads(group):
+            state = self._state_of(p, buffers)
+            step_t = state["step"].data
+            step_t += 1
+            step = float(step_t)
+            if decoupled and weight_decay != 0:  # AdamW: decay the weights directly
+                d *= 1 - lr * weight_decay
+                g, _ = self._effective_grad(d, g, 0.0, maximize)
+            else:
+                g, _ = self._effective_grad(d, g, weight_decay, maximize)
+            m = state["exp_avg"].data
+            v = state["exp_avg_sq"].data
+            # m <- m + (1 - beta1) (g - m)   (torch's lerp)
+            tmp = np.subtract(g, m)
+            tmp *= 1 - beta1
+            m += tmp
+            # v <- beta2 v + (1 - beta2) g^2
+            v *= beta2
+            np.multiply(g, g, out=tmp)
+            tmp *= 1 - beta2
+            v += tmp
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            step_size = lr / bias_correction1
+            bc2_sqrt = math.sqrt(bias_correction2)
+            if amsgrad:
+                vmax = state["max_exp_avg_sq"].data
+                np.maximum(vmax, v, out=vmax)
+                np.sqrt(vmax, out=tmp)
+            else:
+                np.sqrt(v, out=tmp)
+            tmp /= bc2_sqrt
+            tmp += eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            d -= tmp
 
 
 class AdamW(Adam):

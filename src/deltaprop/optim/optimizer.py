@@ -87,20 +87,35 @@ def check_hyperparameters(**values: Any) -> None:
         check_hyperparameter(value, _INVALID[name])
 
 
-def _check_flags(name: str, differentiable: bool, fused: bool | None, capturable: bool) -> None:
-    for flag, value in (("differentiable", differentiable), ("fused", fused),
-                        ("capturable", capturable)):  # fmt: skip
-        if value:
+def implementation_flags(optimizer: str, **flags: Any) -> dict[str, Any]:
+    """PyTorch's keyword flags of an optimizer, as group defaults (in the order given).
+
+    ``maximize`` is implemented and ``foreach`` accepted (every update is one NumPy loop either
+    way); ``differentiable``, ``fused`` and ``capturable`` are device/graph options that only
+    take False/None here.
+
+    >>> implementation_flags("SGD", maximize=True, foreach=None, fused=None)
+    {'maximize': True, 'foreach': None, 'fused': None}
+    >>> implementation_flags("SGD", fused=True)
+    Traceback (most recent call last):
+    ...
+    NotImplementedError: SGD: fused=True is a PyTorch device/graph option ...
+    """
+    for flag in ("differentiable", "fused", "capturable"):
+        if flags.get(flag):
             raise NotImplementedError(
-                f"{name}: {flag}=True is a PyTorch device/graph option that deltaprop does not "
-                "implement (the flag is accepted for compatibility with False/None only)"
+                f"{optimizer}: {flag}=True is a PyTorch device/graph option that deltaprop does "
+                "not implement (the flag is accepted for compatibility with False/None only)"
             )
+    return flags
 
 
 class Optimizer:
     """Base class of the optimizers.
 
-    Subclasses call ``super().__init__(params, defaults)`` and implement ``step(closure=None)``.
+    Subclasses call ``super().__init__(params, defaults)`` and implement
+    ``_update_group(group)``, the update of one parameter group (``step`` runs the closure and
+    calls it for each group), or ``step(closure=None)`` itself.
     ``params`` is an iterable of tensors, of ``(name, tensor)`` pairs (e.g.
     ``model.named_parameters()``), or of dicts defining parameter groups.
     """
@@ -162,6 +177,16 @@ class Optimizer:
         if buf is None:
             buf = self._scratch_buffers[key] = np.empty_like(like)
         return buf
+
+    def _state_of(self, p: Tensor, buffers: Iterable[str]) -> dict[str, Any]:
+        """``self.state[p]``, created at the parameter's first update: a float32 ``step``
+        counter and a zero buffer shaped like the parameter for each name in ``buffers``."""
+        state = self.state[p]
+        if len(state) == 0:
+            state["step"] = _make(np.array(0.0, dtype=np.float32))
+            for name in buffers:
+                state[name] = _make(np.zeros_like(p.data))
+        return state
 
     # -- groups ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -249,8 +274,20 @@ class Optimizer:
                 else:
                     p.grad.data[...] = 0
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # pragma: no cover
-        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter that has a gradient; returns ``closure()`` if given.
+
+        ``closure`` (re-evaluates the model and returns the loss) runs first, with gradients
+        enabled; then :meth:`_update_group` updates each parameter group in turn.
+        """
+        loss = self._closure_loss(closure)
+        self._step_called = True
+        for group in self.param_groups:
+            self._update_group(group)
+        return loss
+
+    def _update_group(self, group: dict[str, Any]) -> None:  # pragma: no cover
+        """The update of one parameter group, with its own hyper-parameters (subclasses)."""
         raise NotImplementedError
 
     @staticmethod

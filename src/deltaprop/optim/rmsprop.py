@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from deltaprop.optim.optimizer import Optimizer, _check_flags, check_hyperparameters
-from deltaprop.tensor import _make
+from deltaprop.optim.optimizer import Optimizer, check_hyperparameters, implementation_flags
 
 __all__ = ["RMSprop"]
 
@@ -63,7 +62,6 @@ class RMSprop(Optimizer):
         check_hyperparameters(
             lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha
         )
-        _check_flags("RMSprop", differentiable, None, capturable)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -71,59 +69,53 @@ class RMSprop(Optimizer):
             "eps": eps,
             "centered": centered,
             "weight_decay": weight_decay,
-            "capturable": capturable,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
+            **implementation_flags(
+                "RMSprop",
+                capturable=capturable,
+                foreach=foreach,
+                maximize=maximize,
+                differentiable=differentiable,
+            ),
         }
         super().__init__(params, defaults)
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One RMSprop update of every parameter that has a gradient (see the class docstring)."""
-        loss = self._closure_loss(closure)
-        self._step_called = True
-        for group in self.param_groups:
-            lr = float(group["lr"])
-            alpha = float(group["alpha"])
-            eps = float(group["eps"])
-            weight_decay = float(group["weight_decay"])
-            momentum = float(group["momentum"])
-            centered = bool(group["centered"])
-            maximize = bool(group["maximize"])
-            for p, d, g in self._with_grads(group):
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _make(np.array(0.0, dtype=np.float32))
-                    state["square_avg"] = _make(np.zeros_like(d))
-                    if momentum > 0:
-                        state["momentum_buffer"] = _make(np.zeros_like(d))
-                    if centered:
-                        state["grad_avg"] = _make(np.zeros_like(d))
-                state["step"].data += 1
-                g, _ = self._effective_grad(d, g, weight_decay, maximize)
-                v = state["square_avg"].data
-                v *= alpha
-                tmp = np.multiply(g, g)
+    def _update_group(self, group: dict[str, Any]) -> None:
+        """The RMSprop update of one group's parameters (see the class docstring)."""
+        lr, alpha, eps, weight_decay, momentum = (
+            float(group[k]) for k in ("lr", "alpha", "eps", "weight_decay", "momentum")
+        )
+        centered, maximize = bool(group["centered"]), bool(group["maximize"])
+        buffers = ["square_avg"]
+        if momentum > 0:
+            buffers.append("momentum_buffer")
+        if centered:
+            buffers.append("grad_avg")
+        for p, d, g in self._with_grads(group):
+            state = self._state_of(p, buffers)
+            state["step"].data += 1
+            g, _ = self._effective_grad(d, g, weight_decay, maximize)
+            v = state["square_avg"].data
+            v *= alpha
+            tmp = np.multiply(g, g)
+            tmp *= 1 - alpha
+            v += tmp
+            if centered:
+                gbar = state["grad_avg"].data
+                np.subtract(g, gbar, out=tmp)
                 tmp *= 1 - alpha
-                v += tmp
-                if centered:
-                    gbar = state["grad_avg"].data
-                    np.subtract(g, gbar, out=tmp)
-                    tmp *= 1 - alpha
-                    gbar += tmp
-                    np.multiply(gbar, gbar, out=tmp)
-                    np.subtract(v, tmp, out=tmp)
-                    np.sqrt(tmp, out=tmp)
-                else:
-                    np.sqrt(v, out=tmp)
-                tmp += eps
-                np.divide(g, tmp, out=tmp)
-                if momentum > 0:
-                    b = state["momentum_buffer"].data
-                    b *= momentum
-                    b += tmp
-                    np.multiply(b, lr, out=tmp)
-                else:
-                    tmp *= lr
-                d -= tmp
-        return loss
+                gbar += tmp
+                np.multiply(gbar, gbar, out=tmp)
+                np.subtract(v, tmp, out=tmp)
+                np.sqrt(tmp, out=tmp)
+            else:
+                np.sqrt(v, out=tmp)
+            tmp += eps
+            np.divide(g, tmp, out=tmp)
+            if momentum > 0:
+                b = state["momentum_buffer"].data
+                b *= momentum
+                b += tmp
+                np.multiply(b, lr, out=tmp)
+            else:
+                tmp *= lr
+            d -= tmp

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from deltaprop.optim.optimizer import (
     Optimizer,
-    _check_flags,
     check_hyperparameter,
     check_hyperparameters,
+    implementation_flags,
 )
 from deltaprop.tensor import _make
 
@@ -66,58 +66,54 @@ class SGD(Optimizer):
         check_hyperparameter(dampening, "Invalid dampening value", low=float("-inf"))
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        _check_flags("SGD", differentiable, fused, False)
         defaults = {
             "lr": lr,
             "momentum": momentum,
             "dampening": dampening,
             "weight_decay": weight_decay,
             "nesterov": nesterov,
-            "maximize": maximize,
-            "foreach": foreach,
-            "differentiable": differentiable,
-            "fused": fused,
+            **implementation_flags(
+                "SGD",
+                maximize=maximize,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+            ),
         }
         super().__init__(params, defaults)
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One SGD update of every parameter that has a gradient (see the class docstring)."""
-        loss = self._closure_loss(closure)
-        self._step_called = True
-        for group in self.param_groups:
-            lr = float(group["lr"])
-            momentum = float(group["momentum"])
-            dampening = float(group["dampening"])
-            weight_decay = float(group["weight_decay"])
-            nesterov = bool(group["nesterov"])
-            maximize = bool(group["maximize"])
-            for p, d, g in self._with_grads(group):
-                # owned: whether g is a temporary of ours (safe to modify in place)
-                g, owned = self._effective_grad(d, g, weight_decay, maximize)
-                if momentum != 0:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = _make(g if owned else g.copy(order="K"))
-                        state["momentum_buffer"] = buf
-                        owned = False  # g is now the buffer itself
-                        b = buf.data
+    def _update_group(self, group: dict[str, Any]) -> None:
+        """The SGD update of one group's parameters (see the class docstring)."""
+        lr, momentum, dampening, weight_decay = (
+            float(group[k]) for k in ("lr", "momentum", "dampening", "weight_decay")
+        )
+        nesterov, maximize = bool(group["nesterov"]), bool(group["maximize"])
+        for p, d, g in self._with_grads(group):
+            # owned: whether g is a temporary of ours (safe to modify in place)
+            g, owned = self._effective_grad(d, g, weight_decay, maximize)
+            if momentum != 0:
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = _make(g if owned else g.copy(order="K"))
+                    state["momentum_buffer"] = buf
+                    owned = False  # g is now the buffer itself
+                    b = buf.data
+                else:
+                    b = buf.data
+                    b *= momentum
+                    if dampening == 0:
+                        b += g
                     else:
-                        b = buf.data
-                        b *= momentum
-                        if dampening == 0:
-                            b += g
-                        else:
-                            b += (1 - dampening) * g
-                    if nesterov:
-                        t = b * momentum
-                        t += g
-                        g, owned = t, True
-                    else:
-                        g, owned = b, False
-                if owned:
-                    g *= lr
-                    d -= g
-                else:  # lr * g into a reused buffer: no new array per step
-                    d -= np.multiply(g, lr, out=self._scratch(g))
-        return loss
+                        b += (1 - dampening) * g
+                if nesterov:
+                    t = b * momentum
+                    t += g
+                    g, owned = t, True
+                else:
+                    g, owned = b, False
+            if owned:
+                g *= lr
+                d -= g
+            else:  # lr * g into a reused buffer: no new array per step
+                d -= np.multiply(g, lr, out=self._scratch(g))
