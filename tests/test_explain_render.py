@@ -4,6 +4,9 @@ MathML, the neuron picture in Markdown, LaTeX structure."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +128,41 @@ def test_every_derivation_line_with_an_answer_names_picture_elements():
             for e in b.lines:
                 if e.answer is not None and e.answer.kind in ("forward", "deltas"):
                     assert e.refs or e.answer.name == "E", e.sides[0].text
+
+
+TEX = shutil.which("pdflatex")
+
+
+@pytest.mark.parametrize(
+    "name, argv",
+    [
+        ("minibatch-2-layer.toml", ["--notation", "matrix", "--out", "x.tex"]),
+        ("batchnorm.toml", ["--notation", "matrix", "--out", "x.tex"]),
+        (
+            "layernorm.toml",
+            ["--exercise", "--blanks", "forward,deltas,gradients,updates", "--out", "x.tex"],
+        ),
+    ],
+)
+def test_latex_of_other_notations_and_of_exercises_compiles(tmp_path, name, argv):
+    r = subprocess.run(
+        [sys.executable, "-m", "deltaprop.cli", "explain", str(EXAMPLES / name), *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    files = sorted(tmp_path.glob("*.tex"))
+    assert files
+    if TEX is None:
+        pytest.skip("pdflatex is not installed: compile check skipped (structure checked above)")
+    for f in files:
+        proc = subprocess.run(
+            [TEX, "-interaction=nonstopmode", "-halt-on-error", f.name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:]
