@@ -305,3 +305,73 @@ def test_trace_needs_training_mode():
     model.eval()
     with pytest.raises(ValueError, match="model.train"):
         trace(model, [[1.0, 2.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]])
+
+
+def _combo(name):
+    if name == "conv-bn2d-relu-maxpool":
+        return (
+            nn.Sequential(
+                nn.Conv2d(1, 2, 2),
+                nn.BatchNorm2d(2),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Linear(2, 1),
+            ),
+            (3, 1, 3, 3),
+            1,
+        )
+    if name == "conv-dropout-avgpool-softmax":
+        return (
+            nn.Sequential(
+                nn.Conv2d(1, 2, 2),
+                nn.Dropout(0.3),
+                nn.AvgPool2d(2),
+                nn.Flatten(),
+                nn.Linear(2, 2),
+                nn.Softmax(dim=-1),
+            ),
+            (2, 1, 3, 3),
+            2,
+        )
+    if name == "layernorm-over-the-last-dim-of-an-image":
+        return (
+            nn.Sequential(
+                nn.Conv2d(1, 1, 2),
+                nn.LayerNorm([2], elementwise_affine=False),
+                nn.Flatten(),
+                nn.Linear(4, 1),
+            ),
+            (2, 1, 3, 3),
+            1,
+        )
+    if name == "layernorm-first":
+        return nn.Sequential(nn.LayerNorm(3), nn.Linear(3, 2), nn.Sigmoid()), (2, 3), 2
+    if name == "batchnorm-first-cumulative":
+        return nn.Sequential(nn.BatchNorm1d(3, momentum=None), nn.Linear(3, 2)), (4, 3), 2
+    return nn.Sequential(nn.Dropout(0.5), nn.Linear(3, 2), nn.Tanh()), (4, 3), 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "conv-bn2d-relu-maxpool",
+        "conv-dropout-avgpool-softmax",
+        "layernorm-over-the-last-dim-of-an-image",
+        "layernorm-first",
+        "batchnorm-first-cumulative",
+        "dropout-first",
+    ],
+)
+def test_any_sequential_of_supported_modules_is_explained_and_verified(name):
+    dp.manual_seed(1)
+    model, shape, k = _combo(name)
+    model = model.double()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape)
+    loss = "ce" if "softmax" in name else "mse_half"
+    t = np.eye(k)[[0, 1]] if loss == "ce" else rng.uniform(size=(shape[0], k))
+    tr = trace(model, x, t, loss=loss, lr=0.1, verify=True)
+    assert tr.steps[0].verification.ok
+    for fmt in ("text", "markdown", "latex", "html", "json"):
+        assert getattr(tr, f"to_{fmt}")()

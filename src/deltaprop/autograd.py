@@ -59,7 +59,9 @@ def _root_grad(root: Tensor, g: Any, create_graph: bool) -> Any:
             raise RuntimeError(
                 f"backward: gradient has shape {g.shape} but the output has shape {root.shape}"
             )
-        return g if create_graph else g.data
+        # a copy: the gradient may reach a leaf's .grad as is and be accumulated into later,
+        # which must not write into the caller's tensor
+        return g if create_graph else g.data.copy()
     arr = np.array(g, dtype=root.dtype)  # a copy: never alias the caller's array
     if arr.shape != root.shape:
         raise RuntimeError(

@@ -31,7 +31,7 @@ def _layout(
     """``(to_groups, from_groups)``: the input as a (groups, N) matrix, and back."""
     x = rec.input
     if rec.type == "layernorm":
-        n = x[0].size if rec.weights is None else rec.weights.size
+        n = rec.norm_size
         return (lambda a: a.reshape(-1, n)), (lambda a: a.reshape(x.shape))
     shape = x.shape
     c = shape[1]

@@ -179,7 +179,13 @@ def _image_forward(c: Ctx, rec: LayerRecord) -> list[Block]:
     d = rec.norm
     lines = []
     for gi in range(len(d.mean)):
-        lab = f"channel {gi + 1}" if d.over == "batch" else f"sample {c.step.samples[gi] + 1}"
+        per = max(len(d.mean) // c.m, 1)  # groups per sample (layer norm over the last dims)
+        lab = (
+            f"channel {gi + 1}"
+            if d.over == "batch"
+            else f"sample {c.step.samples[gi // per] + 1}"
+            + (f", group {gi % per + 1}" if per > 1 else "")
+        )
         F = c.F.at(d.mean[gi], d.var[gi])
         lines.append(
             Equation(

@@ -109,6 +109,7 @@ class LayerRecord:
     kernel_size: tuple[int, int] | None = None
     kernel_as_matrix: bool = False
     eps: float = 0.0  # normalization layers
+    norm_size: int = 0  # layer norm: the number of values normalized together
     p: float = 0.0  # dropout probability
     mask: np.ndarray | None = None  # dropout: 0 or 1/(1-p), the engine's local derivative
     conv: ConvDisplay | None = None

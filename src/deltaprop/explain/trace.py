@@ -130,6 +130,7 @@ def _run_step(
             padding=lay.padding,
             kernel_size=lay.kernel_size,
             eps=float(getattr(lay.module, "eps", 0.0)),
+            norm_size=int(np.prod(getattr(lay.module, "normalized_shape", ()), dtype=np.int64)),
             p=float(getattr(lay.module, "p", 0.0)) if lay.type == "dropout" else 0.0,
             mask=masks[i],
         )
