@@ -508,3 +508,22 @@ def test_optimizers_and_an_unused_parameter(make_opt):
     assert all(np.array_equal(a, b) for a, b in zip(le, lc))
     assert_same_state(m1, m2, o1, o2)
     assert m2.spare.weight.grad is None
+
+
+def test_given_gradient_is_never_written_eager_or_compiled():
+    """``(a + b).backward(g)`` repeated: the gradients accumulate (3 calls: 3 g), and g itself
+    is left alone (the add passes g on as is; it must be copied before it can reach a .grad)."""
+    for compiled in (False, True):
+        a = dp.tensor([1.0, 2.0], requires_grad=True)
+        b = dp.tensor([3.0, 4.0], requires_grad=True)
+        g = dp.tensor([1.0, 1.0])
+
+        def op(a=a, b=b, g=g):
+            (a + b).backward(g)
+
+        fn = dp.compile(op) if compiled else op
+        for _ in range(4):
+            fn()
+        assert g.tolist() == [1.0, 1.0]
+        assert a.grad.tolist() == b.grad.tolist() == [4.0, 4.0]
+        assert a.grad.data is not b.grad.data
