@@ -7,10 +7,12 @@ layer is labelled with its weight (forward) or ``dE/dw`` (backward). Image-shape
 derivation lines name (:func:`~.blocks.unit_ref`, :func:`~.blocks.edge_ref`,
 :func:`~.blocks.layer_ref`), so that the HTML step mode can highlight what a line uses.
 
->>> from deltaprop.explain import explain_file
->>> tr = explain_file("examples/explain/mattmazur-2-2-2.toml")  # doctest: +SKIP
->>> Picture(tr, tr.steps[0]).svg("forward").startswith("<svg")  # doctest: +SKIP
-True
+>>> from deltaprop.explain import explain_spec, parse_spec
+>>> tr = explain_spec(parse_spec({"loss": "mse_half", "lr": 0.5, "sizes": [2, 1], "seed": 0,
+...                               "data": {"inputs": [[1.0, 0.0]], "targets": [[1.0]]}}))
+>>> svg = Picture(tr, tr.steps[0]).svg("forward")
+>>> svg.startswith("<svg"), svg.count("<circle"), 'data-ref="w0_0_0"' in svg
+(True, 3, True)
 """
 
 from __future__ import annotations
