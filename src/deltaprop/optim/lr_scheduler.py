@@ -47,6 +47,16 @@ def _lrs(optimizer: Optimizer) -> list[float]:
     return [group["lr"] for group in optimizer.param_groups]
 
 
+def _scaled_lrs(optimizer: Optimizer, factor: float) -> list[float]:
+    """Each group's current ``lr`` times ``factor`` (the recursive form of a decay)."""
+    return [group["lr"] * factor for group in optimizer.param_groups]
+
+
+def _check_factor(factor: float, which: str) -> None:
+    if factor > 1.0 or factor < 0:
+        raise ValueError(f"{which} multiplicative factor expected to be between 0 and 1.")
+
+
 def _optimizer_has_stepped(optimizer: Optimizer) -> bool:
     """Whether ``optimizer.step()`` ran (deltaprop's optimizers record it; for other Optimizer
     subclasses it is unknown and taken as True)."""
@@ -231,7 +241,7 @@ class StepLR(LRScheduler):
         self._warn_get_lr()
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return _lrs(self.optimizer)
-        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+        return _scaled_lrs(self.optimizer, self.gamma)
 
     def _get_closed_form_lr(self) -> list[float]:
         return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
@@ -269,7 +279,7 @@ class MultiStepLR(LRScheduler):
         if self.last_epoch not in self.milestones:
             return _lrs(self.optimizer)
         factor = self.gamma ** self.milestones[self.last_epoch]
-        return [group["lr"] * factor for group in self.optimizer.param_groups]
+        return _scaled_lrs(self.optimizer, factor)
 
     def _get_closed_form_lr(self) -> list[float]:
         milestones = sorted(self.milestones.elements())
@@ -288,8 +298,7 @@ class ConstantLR(LRScheduler):
         total_iters: int = 5,
         last_epoch: int = -1,
     ) -> None:
-        if factor > 1.0 or factor < 0:
-            raise ValueError("Constant multiplicative factor expected to be between 0 and 1.")
+        _check_factor(factor, "Constant")
         self.factor = factor
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
@@ -297,10 +306,10 @@ class ConstantLR(LRScheduler):
     def get_lr(self) -> list[float]:
         self._warn_get_lr()
         if self.last_epoch == 0:
-            return [group["lr"] * self.factor for group in self.optimizer.param_groups]
+            return _scaled_lrs(self.optimizer, self.factor)
         if self.last_epoch != self.total_iters:
             return _lrs(self.optimizer)
-        return [group["lr"] * (1.0 / self.factor) for group in self.optimizer.param_groups]
+        return _scaled_lrs(self.optimizer, 1.0 / self.factor)
 
     def _get_closed_form_lr(self) -> list[float]:
         return [
@@ -326,8 +335,7 @@ class LinearLR(LRScheduler):
                 "Starting multiplicative factor expected to be greater than 0 and less or equal "
                 "to 1."
             )
-        if end_factor > 1.0 or end_factor < 0:
-            raise ValueError("Ending multiplicative factor expected to be between 0 and 1.")
+        _check_factor(end_factor, "Ending")
         self.start_factor = start_factor
         self.end_factor = end_factor
         self.total_iters = total_iters
@@ -336,14 +344,14 @@ class LinearLR(LRScheduler):
     def get_lr(self) -> list[float]:
         self._warn_get_lr()
         if self.last_epoch == 0:
-            return [group["lr"] * self.start_factor for group in self.optimizer.param_groups]
+            return _scaled_lrs(self.optimizer, self.start_factor)
         if self._is_initial or self.last_epoch > self.total_iters:
             return _lrs(self.optimizer)
         delta = self.end_factor - self.start_factor
         factor = 1.0 + delta / (
             self.total_iters * self.start_factor + (self.last_epoch - 1) * delta
         )
-        return [group["lr"] * factor for group in self.optimizer.param_groups]
+        return _scaled_lrs(self.optimizer, factor)
 
     def _get_closed_form_lr(self) -> list[float]:
         frac = min(self.total_iters, self.last_epoch) / self.total_iters
@@ -373,7 +381,7 @@ class ExponentialLR(LRScheduler):
         self._warn_get_lr()
         if self._is_initial:
             return _lrs(self.optimizer)
-        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+        return _scaled_lrs(self.optimizer, self.gamma)
 
     def _get_closed_form_lr(self) -> list[float]:
         return [base * self.gamma**self.last_epoch for base in self.base_lrs]
@@ -484,11 +492,11 @@ class ReduceLROnPlateau:
         self.patience = patience
         self.cooldown = cooldown
         self.eps = eps
+        self.last_epoch = 0
+        self._last_lr = _lrs(optimizer)
         self.mode = mode
         self.threshold = threshold
         self.threshold_mode = threshold_mode
-        self.last_epoch = 0
-        self._last_lr = _lrs(optimizer)
         self.mode_worse = math.inf if mode == "min" else -math.inf
         self._reset()
 

@@ -121,17 +121,17 @@ class TrainingRun:
 
         self.settings = settings
         self.out = Path(out)
+        self.X_test, self.y_test = X_test, y_test
         self.progress = progress
         self.echo = echo
         self.on_batch_end = on_batch_end
         self.is_writer = is_writer
+        self.evaluate = evaluate if evaluate is not None else evaluate_model
         self.grad_hook = grad_hook
         self.step_fn = step_fn
-        self.evaluate = evaluate if evaluate is not None else evaluate_model
         # set when resuming with another number of processes: their shares of an epoch differ,
         # so an epoch interrupted in the middle restarts from its first batch
         self.resume_epoch_start = False
-        self.X_test, self.y_test = X_test, y_test
         dp.manual_seed(int(settings.seed))
         self.model = build_sequential(layers)
         self.optimizer = build_optimizer(settings, list(self.model.parameters()))
