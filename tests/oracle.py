@@ -5,8 +5,13 @@ forward value, shape and dtype, and the gradient of every float input (the outpu
 on a fixed random vector, so one backward covers the whole Jacobian-vector product).
 ``raises_both`` checks that both frameworks reject the same bad input.
 
-Tests that need torch use the ``needs_torch`` marker and are skipped, with a visible reason,
-when torch is not installed.
+Without PyTorch, ``compare`` checks ``dp_fn`` against what needs no second framework: every
+fused op of its graph against its composed twin (forward values), ``dp.gradcheck`` (analytic
+gradients against central differences, in float64) and the recorded backward (which runs the
+twins, ``create_graph=True``) against the plain one; ``raises_both`` checks deltaprop's half. The
+comparisons with PyTorch that could not run are counted and reported at the end of the run.
+Tests that cannot run at all without torch use the ``needs_torch`` marker and are skipped, with
+a visible reason. ``DELTAPROP_TEST_WITHOUT_TORCH=1`` hides an installed torch (see conftest.py).
 """
 
 from __future__ import annotations
@@ -52,14 +57,20 @@ def compare(
     rtol: float = 1e-6,
     seed: int = 1,
     dtype: Any = np.float64,
+    smooth: bool = True,
 ) -> list:
     """Compare values and gradients of ``dp_fn(*tensors)`` and ``torch_fn(*tensors)``.
 
     ``arrays`` are numpy arrays (floats become ``dtype`` and require grad unless ``grad`` says
     otherwise; integer/bool arrays are passed as index tensors) or plain Python values passed
-    through. Returns the deltaprop outputs.
+    through. Returns the deltaprop outputs. ``smooth=False`` marks inputs at points where the
+    function is not differentiable (ties, clamps, saturation): without torch, only the forward
+    checks run there.
     """
-    assert torch is not None
+    if torch is None:
+        return check_without_torch(
+            dp_fn, arrays, grad=grad, atol=atol, rtol=rtol, dtype=dtype, smooth=smooth
+        )
     dp_in, th_in, diff = [], [], []
     for i, a in enumerate(arrays):
         if isinstance(a, np.ndarray):
@@ -122,9 +133,101 @@ def raises_both(
     match: str | None = None,
 ) -> str:
     """Both frameworks reject the input; deltaprop's message is returned for further checks."""
-    assert torch is not None
-    with pytest.raises(Exception):  # noqa: B017 - torch's exception types vary by op
-        torch_fn()
+    if torch is None:
+        NOT_RUN["raises_both"] += 1
+    else:
+        with pytest.raises(Exception):  # noqa: B017 - torch's exception types vary by op
+            torch_fn()
     with pytest.raises(dp_exc, match=match) as info:
         dp_fn()
     return str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# without PyTorch
+# ----------------------------------------------------------------------------------------------
+
+NOT_RUN = {"compare": 0, "raises_both": 0}  # PyTorch comparisons that could not run
+
+
+def graph_functions(outputs: Sequence[Any]) -> list:
+    """The recorded Functions of the outputs' graph (iterative, each once)."""
+    seen: set[int] = set()
+    out: list = []
+    stack = [t._ctx for t in outputs if isinstance(t, dp.Tensor) and t._ctx is not None]
+    while stack:
+        fn = stack.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        out.append(fn)
+        stack.extend(t._ctx for t in fn.inputs if t._ctx is not None)
+    return out
+
+
+def check_without_torch(
+    dp_fn: Callable[..., Any],
+    arrays: Sequence[Any],
+    *,
+    grad: Sequence[bool] | None = None,
+    atol: float = 1e-7,
+    rtol: float = 1e-6,
+    dtype: Any = np.float64,
+    smooth: bool = True,
+) -> list:
+    """``compare``'s checks that need no PyTorch (see the module docstring).
+
+    The forward runs in ``dtype``; its fused ops are compared with their twins (in that dtype's
+    precision). Gradients are checked in float64: ``dp.gradcheck`` and the recorded backward
+    (twins) against the plain backward.
+    """
+    NOT_RUN["compare"] += 1
+    tol = {"atol": atol, "rtol": rtol}
+    if np.dtype(dtype) != np.float64:
+        tol = {"atol": max(atol, 1e-5), "rtol": max(rtol, 1e-4)}
+    dp_in, diff = [], []
+    for i, a in enumerate(arrays):
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            rg = True if grad is None else grad[i]
+            dp_in.append(dp.tensor(a.astype(dtype), dtype=dtype, requires_grad=rg))
+            if rg:
+                diff.append(i)
+        elif isinstance(a, np.ndarray):
+            dp_in.append(dp.tensor(a, dtype=a.dtype))
+        else:
+            dp_in.append(a)
+    dy = _outputs(dp_fn(*dp_in))
+    for fn in graph_functions(dy):
+        if fn.twin is not None:
+            with dp.no_grad():
+                twin = fn.twin(*fn.inputs)
+            np.testing.assert_allclose(
+                fn._y, twin.data, **tol, err_msg=f"{fn.name}: fused forward vs its twin"
+            )
+    if not diff:
+        return dy
+    xs = [
+        dp.tensor(a.astype(np.float64), dtype=dp.float64, requires_grad=True) if i in diff else t
+        for i, (a, t) in enumerate(zip(arrays, dp_in))
+    ]
+    finite = all(np.isfinite(o.data).all() for o in dy)  # (NaN outputs: nothing to check)
+    if smooth and finite:  # element by element for small inputs, along random directions else
+        fast = sum(xs[i].numel() for i in diff) > 64
+        assert dp.gradcheck(dp_fn, xs, atol=1e-5, rtol=1e-4, fast_mode=fast)
+    outs = [o for o in _outputs(dp_fn(*xs)) if o.requires_grad]
+    assert outs, "no differentiable output"
+    rng = np.random.default_rng(1)
+    gos = [dp.tensor(rng.standard_normal(o.shape), dtype=dp.float64) for o in outs]
+    wrt = [xs[i] for i in diff]
+    plain = dp.autograd.grad(outs, wrt, gos, retain_graph=True, allow_unused=True)
+    recorded = dp.autograd.grad(outs, wrt, gos, create_graph=True, allow_unused=True)
+    for i, p, r in zip(diff, plain, recorded):
+        if p is None or r is None:
+            assert p is None or np.allclose(p.data, 0), f"input {i}: no recorded gradient"
+            continue
+        if not (smooth and finite and np.isfinite(p.data).all()):
+            continue  # ties, clamps, NaN/inf where the function saturates: no reference value
+        np.testing.assert_allclose(
+            r.data, p.data, atol=1e-9, rtol=1e-7, err_msg=f"input {i}: recorded vs plain backward"
+        )
+    return dy

@@ -38,7 +38,6 @@ def test_elementwise_activation_matches_torch(name, dp_fn, th_fn, shape):
     compare(dp_fn, th_fn, [x])
 
 
-@needs_torch
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_float64_accuracy_wide_range(approximate):
     x = np.linspace(-12, 12, 4001)
@@ -92,7 +91,6 @@ def test_gelu_float32_close_to_torch(approximate):
     np.testing.assert_allclose(got, want, atol=2e-6, rtol=1e-5)
 
 
-@needs_torch
 @pytest.mark.parametrize("dim", [0, 1, -1, 2])
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 def test_softmax_family_matches_torch(dim, fn):

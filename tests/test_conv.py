@@ -32,7 +32,6 @@ def _valid(h, w, k, s, p, d):
 # ----------------------------------------------------------------------------------------------
 
 
-@needs_torch
 @pytest.mark.parametrize("n", [1, 3])
 @pytest.mark.parametrize("c,k", [(1, 1), (3, 4), (2, 5)])
 @pytest.mark.parametrize("kernel", [(1, 1), (3, 3), (2, 3), (4, 2)])
@@ -52,7 +51,6 @@ def test_conv2d_matches_torch(n, c, k, kernel, stride, padding, dilation):
     )
 
 
-@needs_torch
 @pytest.mark.parametrize("kernel", [(3, 3), (2, 4)])
 @pytest.mark.parametrize("stride", [1, 3])
 @pytest.mark.parametrize("dilation", [2, (3, 1)])
@@ -65,7 +63,6 @@ def test_conv2d_no_bias_matches_torch(kernel, stride, dilation):
     )
 
 
-@needs_torch
 @pytest.mark.parametrize("groups,c,k", [(2, 4, 6), (3, 3, 3), (4, 4, 8)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d_groups_match_torch(groups, c, k, bias):
@@ -77,7 +74,6 @@ def test_conv2d_groups_match_torch(groups, c, k, bias):
     )
 
 
-@needs_torch
 @pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note on even kernels
 @pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("kernel,dilation", [((3, 3), 1), ((4, 2), 1), ((2, 3), 2), ((4, 4), 3)])
@@ -92,7 +88,6 @@ def test_conv2d_string_padding_matches_torch(padding, kernel, dilation):
         assert y.shape[2:] == (11, 10)
 
 
-@needs_torch
 def test_conv2d_unbatched_input_matches_torch():
     x, wt, b = rand(3, 7, 6, seed=12), rand(2, 3, 3, 3, seed=13), rand(2, seed=14)
     (y,) = compare(
@@ -109,7 +104,6 @@ def _torch_conv_asym(x, w, b, stride, padding, dilation, groups):
     return F.conv2d(F.pad(x, (left, right, top, bottom)), w, b, stride, 0, dilation, groups)
 
 
-@needs_torch
 @pytest.mark.parametrize("layout", [BATCH_INNER, BATCH_OUTER])
 @pytest.mark.parametrize(
     "n,c,hw,k,kernel,stride,padding,dilation,groups",
@@ -193,7 +187,6 @@ def test_conv2d_first_layer_input_gets_no_gradient():
     assert w.grad.dtype == np.float32
 
 
-@needs_torch
 def test_conv2d_frozen_weight_input_gradient():
     x, wt = rand(2, 3, 7, 7, seed=23), rand(4, 3, 3, 3, seed=24)
     compare(lambda x, w: conv2d(x, w, stride=2), lambda x, w: F.conv2d(x, w, stride=2), [x, wt],
@@ -300,7 +293,6 @@ X = rand(2, 3, 8, 8)
 W = rand(4, 3, 3, 3)
 
 
-@needs_torch
 @pytest.mark.parametrize(
     "x_shape,w_shape,kwargs,match",
     [
@@ -330,7 +322,6 @@ def test_conv2d_errors(x_shape, w_shape, kwargs, match):
     )
 
 
-@needs_torch
 @pytest.mark.parametrize("b_shape", [(3,), (4, 1), ()])
 def test_conv2d_bias_shape_error(b_shape):
     b = rand(*b_shape) if b_shape else np.float64(1.0)
@@ -342,7 +333,6 @@ def test_conv2d_bias_shape_error(b_shape):
     assert "expected bias of shape (4,)" in msg and f"bias shape {b_shape}" in msg
 
 
-@needs_torch
 def test_conv2d_dtype_errors():
     raises_both(
         lambda: conv2d(dp.tensor(X, dtype=dp.float32), dp.tensor(W, dtype=dp.float64)),

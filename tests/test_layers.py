@@ -184,7 +184,6 @@ def test_layer_argument_validation():
         nn.GELU("fast")
 
 
-@needs_torch
 def test_layer_dtype_argument():
     lin = nn.Linear(2, 2, dtype=dp.float64)
     assert lin.weight.dtype == np.float64

@@ -24,7 +24,6 @@ SHAPE_OPS = {
 }
 
 
-@needs_torch
 @pytest.mark.parametrize("name", list(SHAPE_OPS))
 def test_shape_ops_vs_torch(name):
     f, g = SHAPE_OPS[name]
@@ -86,7 +85,6 @@ def _torch_index(i):
     return tuple(torch.tensor(p) if isinstance(p, np.ndarray) else p for p in i)
 
 
-@needs_torch
 @pytest.mark.parametrize("name", list(MIXED))
 def test_getitem_ints_mixed_with_arrays_vs_torch(name):
     idx = MIXED[name]()
@@ -139,7 +137,6 @@ def test_getitem_with_tensor_indices_and_repeats_accumulate():
     assert x.grad.tolist() == [0.0, 1.0, 1.0]
 
 
-@needs_torch
 @pytest.mark.parametrize("dim", [0, 1, -1])
 def test_cat_stack_vs_torch(dim):
     a, b, c = rand(2, 3, seed=1), rand(2, 3, seed=2), rand(2, 3, seed=3)
@@ -162,7 +159,6 @@ MATMUL_SHAPES = [
 ]
 
 
-@needs_torch
 @pytest.mark.parametrize("sa,sb", MATMUL_SHAPES)
 def test_matmul_vs_torch(sa, sb):
     compare(lambda a, b: a @ b, lambda a, b: a @ b, [rand(*sa, seed=1), rand(*sb, seed=2)])

@@ -74,14 +74,21 @@ def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
 
 
 def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
-    """Copy consecutive slices of the 1-D ``vec`` into the parameters, in place."""
+    """Copy consecutive slices of the 1-D ``vec`` into the parameters, in place.
+
+    ``vec`` must hold exactly as many elements as the parameters together; nothing is written
+    otherwise.
+    """
     data = vec.data if isinstance(vec, Tensor) else np.asarray(vec)
+    params = list(parameters)
+    total = sum(p.data.size for p in params)
+    if data.ndim != 1 or data.size != total:
+        raise ValueError(
+            f"vector_to_parameters: expected a 1-D vector of {total} elements (the parameters' "
+            f"total size), got shape {data.shape}"
+        )
     offset = 0
-    for p in parameters:
+    for p in params:
         n = p.data.size
         p.data[...] = data[offset : offset + n].reshape(p.shape)
         offset += n
-    if offset != data.size:
-        raise ValueError(
-            f"vector_to_parameters: vector has {data.size} elements, parameters {offset}"
-        )
