@@ -121,12 +121,17 @@ def test_ctrl_c_stops_every_rank_after_the_same_batch_and_resumes(tmp_path):
            "--batch-size", "16", "--out", str(out), "--no-progress", "--no-plots"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=mpi_env(), start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not (out / "checkpoints" / "last.safetensors").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "checkpoints" / "last.safetensors").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # (a failure: SIGTERM makes the launcher end the whole job)
+            proc.terminate()
+            proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     stopped = re.search(r"stopped at epoch (\d+), batch (\d+) of (\d+)", stderr)
     after = re.search(r"stopped after epoch (\d+);", stderr)  # (agreed at an epoch's last batch)

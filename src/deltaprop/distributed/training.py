@@ -102,11 +102,15 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
             except ProcessLookupError:
                 pass
 
-    previous = signal.signal(signal.SIGINT, forward)
+    def terminate(signum: int, frame: Any) -> None:  # SIGTERM: mpirun ends the whole job
+        process.send_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGINT, forward), signal.signal(signal.SIGTERM, terminate)
     try:
         status = process.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
     return 128 - status if status < 0 else status  # killed by a signal: 128 + its number
 
 
