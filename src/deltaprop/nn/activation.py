@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deltaprop.nn.common import as_input, named_error
+from deltaprop.nn.common import as_input, call_op
 from deltaprop.nn.module import Module
 from deltaprop.ops.activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from deltaprop.tensor import Tensor
@@ -43,10 +43,7 @@ class LeakyReLU(Module):
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        try:
-            return leaky_relu(as_input(self, input), self.negative_slope)
-        except TypeError as e:
-            raise named_error(self, e) from None
+        return call_op(self, leaky_relu, as_input(self, input), self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
@@ -68,10 +65,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, input: Tensor) -> Tensor:
-        try:
-            return gelu(as_input(self, input), approximate=self.approximate)
-        except TypeError as e:
-            raise named_error(self, e) from None
+        return call_op(self, gelu, as_input(self, input), approximate=self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
@@ -116,10 +110,7 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, input: Tensor) -> Tensor:
-        try:
-            return softmax(as_input(self, input), self.dim, _stacklevel=5)
-        except (TypeError, IndexError) as e:
-            raise named_error(self, e) from None
+        return call_op(self, softmax, as_input(self, input), self.dim, _stacklevel=5)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -139,10 +130,7 @@ class LogSoftmax(Module):
         self.dim = dim
 
     def forward(self, input: Tensor) -> Tensor:
-        try:
-            return log_softmax(as_input(self, input), self.dim, _stacklevel=5)
-        except (TypeError, IndexError) as e:
-            raise named_error(self, e) from None
+        return call_op(self, log_softmax, as_input(self, input), self.dim, _stacklevel=5)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

@@ -8,6 +8,7 @@ leaves the checks of each call to its functional op: :func:`named_error` puts th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "positive_pair",
     "as_input",
     "named_error",
+    "call_op",
     "weight_and_bias",
     "default_init",
     "affine_parameters",
@@ -76,6 +78,14 @@ def named_error(layer: Module, err: Exception) -> Exception:
         return type(err)(f"{layer!r}: {err}")
     except TypeError:  # an exception type whose constructor takes other arguments
         return err
+
+
+def call_op(layer: Module, op: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``op(*args, **kwargs)`` for ``layer``: an error the op raises also names the layer."""
+    try:
+        return op(*args, **kwargs)
+    except (ValueError, TypeError, IndexError) as e:
+        raise named_error(layer, e) from None
 
 
 def weight_and_bias(

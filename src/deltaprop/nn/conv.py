@@ -6,10 +6,10 @@ from typing import Any
 
 from deltaprop.nn.common import (
     as_input,
+    call_op,
     check_device,
     default_init,
     float_dtype,
-    named_error,
     positive_int,
     positive_pair,
     weight_and_bias,
@@ -102,13 +102,10 @@ class Conv2d(Module):
     def forward(self, input: Tensor) -> Tensor:
         input = as_input(self, input)
         params = self._parameters
-        try:
-            return conv2d(
-                input, params["weight"], params["bias"], self.stride, self.padding,
-                self.dilation, self.groups,
-            )  # fmt: skip
-        except (ValueError, TypeError) as e:
-            raise named_error(self, e) from None
+        return call_op(
+            self, conv2d, input, params["weight"], params["bias"], self.stride, self.padding,
+            self.dilation, self.groups,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         s = (

@@ -1,5 +1,4 @@
-"""Linear layers: :class:`Identity` and :class:`Linear`, over :func:`deltaprop.ops.linear.linear`.
-"""
+"""Linear layers: :class:`Identity`, and :class:`Linear` over :func:`ops.linear.linear`."""
 
 from __future__ import annotations
 

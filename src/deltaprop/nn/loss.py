@@ -58,6 +58,21 @@ class _WeightedLoss(_Loss):
         self.register_buffer("weight", _constant(weight))
 
 
+class _ClassLoss(_WeightedLoss):
+    """A loss over class indices: a per-class ``weight`` and an ``ignore_index``."""
+
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        size_average: bool | None = None,
+        ignore_index: int = -100,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
+
+
 class MSELoss(_Loss):
     r"""Mean squared error: ``l_n = (x_n - y_n)^2``, then mean (default), sum or none.
 
@@ -69,16 +84,11 @@ class MSELoss(_Loss):
     2.5
     """
 
-    def __init__(
-        self, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean"
-    ) -> None:
-        super().__init__(size_average, reduce, reduction)
-
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return mse_loss(input, target, reduction=self.reduction)
 
 
-class CrossEntropyLoss(_WeightedLoss):
+class CrossEntropyLoss(_ClassLoss):
     r"""Cross entropy of logits and class indices (or class probabilities):
     ``l_n = -w_{y_n} log softmax(x_n)_{y_n}``; the mean divides by ``sum_n w_{y_n}``.
 
@@ -102,10 +112,9 @@ class CrossEntropyLoss(_WeightedLoss):
         reduction: str = "mean",
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(weight, size_average, reduce, reduction)
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
-        self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -119,7 +128,7 @@ class CrossEntropyLoss(_WeightedLoss):
         )
 
 
-class NLLLoss(_WeightedLoss):
+class NLLLoss(_ClassLoss):
     r"""Negative log likelihood of log-probabilities: ``l_n = -w_{y_n} x_{n, y_n}``; the mean
     divides by ``sum_n w_{y_n}`` (``LogSoftmax`` + ``NLLLoss`` = ``CrossEntropyLoss``).
 
@@ -127,17 +136,6 @@ class NLLLoss(_WeightedLoss):
     >>> dp.nn.NLLLoss()(dp.tensor([[-1.0, -2.0]]), dp.tensor([1])).item()
     2.0
     """
-
-    def __init__(
-        self,
-        weight: Tensor | None = None,
-        size_average: bool | None = None,
-        ignore_index: int = -100,
-        reduce: bool | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(weight, size_average, reduce, reduction)
-        self.ignore_index = ignore_index
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return nll_loss(
@@ -155,15 +153,6 @@ class BCELoss(_WeightedLoss):
     >>> round(dp.nn.BCELoss()(dp.tensor([0.5]), dp.tensor([1.0])).item(), 4)
     0.6931
     """
-
-    def __init__(
-        self,
-        weight: Tensor | None = None,
-        size_average: bool | None = None,
-        reduce: bool | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(weight, size_average, reduce, reduction)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)

@@ -12,9 +12,9 @@ from deltaprop.nn import init
 from deltaprop.nn.common import (
     affine_parameters,
     as_input,
+    call_op,
     check_device,
     float_dtype,
-    named_error,
     positive_int,
 )
 from deltaprop.nn.module import Module
@@ -71,13 +71,10 @@ class LayerNorm(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         params = self._parameters
-        try:
-            return layer_norm(
-                as_input(self, input), self.normalized_shape, params["weight"], params["bias"],
-                self.eps,
-            )  # fmt: skip
-        except (ValueError, TypeError) as e:
-            raise named_error(self, e) from None
+        return call_op(
+            self, layer_norm, as_input(self, input), self.normalized_shape, params["weight"],
+            params["bias"], self.eps,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return (
@@ -156,20 +153,11 @@ class _BatchNorm(Module):
         factor = self.momentum if tracked or self.momentum is not None else 0.0
         bn_training = self.training or (running_mean is None and running_var is None)
         use_running = not self.training or self.track_running_stats
-        try:
-            return batch_norm(
-                input,
-                running_mean if use_running else None,
-                running_var if use_running else None,
-                params["weight"],
-                params["bias"],
-                bn_training,
-                factor,
-                self.eps,
-                num_batches_tracked=count if tracked else None,
-            )
-        except (ValueError, TypeError) as e:
-            raise named_error(self, e) from None
+        return call_op(
+            self, batch_norm, input, running_mean if use_running else None,
+            running_var if use_running else None, params["weight"], params["bias"], bn_training,
+            factor, self.eps, num_batches_tracked=count if tracked else None,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return (

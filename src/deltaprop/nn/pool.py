@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deltaprop.nn.common import as_input, named_error, positive_pair
+from deltaprop.nn.common import as_input, call_op, positive_pair
 from deltaprop.nn.module import Module
 from deltaprop.ops.pool import avg_pool2d, max_pool2d
 from deltaprop.tensor import Tensor
@@ -39,11 +39,7 @@ class _Pool2d(Module):
         raise NotImplementedError
 
     def forward(self, input: Tensor) -> Any:
-        input = as_input(self, input)
-        try:
-            return self._pool(input)
-        except (ValueError, TypeError) as e:
-            raise named_error(self, e) from None
+        return call_op(self, self._pool, as_input(self, input))
 
 
 class MaxPool2d(_Pool2d):

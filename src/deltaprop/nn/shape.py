@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deltaprop.nn.common import as_input, named_error
+from deltaprop.nn.common import as_input, call_op
 from deltaprop.nn.module import Module
 from deltaprop.ops.shape import flatten
 from deltaprop.tensor import Tensor
@@ -24,10 +24,7 @@ class Flatten(Module):
         self.end_dim = end_dim
 
     def forward(self, input: Tensor) -> Tensor:
-        try:
-            return flatten(as_input(self, input), self.start_dim, self.end_dim)
-        except (ValueError, IndexError) as e:
-            raise named_error(self, e) from None
+        return call_op(self, flatten, as_input(self, input), self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -67,6 +67,14 @@ def _reduction(op: str, reduction: str, size_average: Any = None, reduce: Any = 
     return reduction
 
 
+def _loss_input(op: str, input: Any, reduction: str, size_average: Any, reduce: Any) -> tuple:
+    """The checked ``reduction`` (legacy arguments folded in) and the floating input tensor."""
+    reduction = _reduction(op, reduction, size_average, reduce)
+    x = as_tensor(input)
+    check_float(op, "input", x)
+    return reduction, x
+
+
 def _reduce(l: Any, reduction: str, denom: float | None = None) -> Any:
     """Reduce per-element losses (array or Tensor); ``denom`` overrides the mean's count."""
     if reduction == "none":
@@ -89,6 +97,20 @@ def _loss_scale(gy: Any, reduction: str, denom: float) -> Any:
                 return gy / denom
         return gy / denom
     return gy
+
+
+def _weighted_reduce(fn: Function, l: np.ndarray) -> np.ndarray:
+    """Forward's end for an elementwise loss ``fn``: times ``fn.weight``, then reduced."""
+    if fn.weight is not None:
+        l *= fn.weight
+    fn.n = l.size
+    return _reduce(l, fn.reduction)
+
+
+def _weighted_scale(fn: Function, gy: Any) -> Any:
+    """Backward's start for an elementwise loss ``fn``: the reduction's and weight's scale."""
+    s = _loss_scale(gy, fn.reduction, fn.n)
+    return s if fn.weight is None else s * fn.weight
 
 
 def _same_size(a: Tensor, b: Tensor) -> bool:
@@ -221,16 +243,11 @@ class BinaryCrossEntropyFunction(Function):
         l *= log_1mx
         log_x *= t
         l -= log_x
-        if self.weight is not None:
-            l *= self.weight
-        self.n = l.size
-        return _reduce(l, self.reduction)
+        return _weighted_reduce(self, l)
 
     def backward(self, gy):
         x, t = self.inputs[0].data, self.inputs[1].data
-        s = _loss_scale(gy, self.reduction, self.n)
-        if self.weight is not None:
-            s = s * self.weight
+        s = _weighted_scale(self, gy)
         gx = gt = None
         if self.needs_grad[0]:
             den = x * (1.0 - x)
@@ -267,9 +284,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     tensor(0.6931)
     """
     op = "binary_cross_entropy"
-    reduction = _reduction(op, reduction, size_average, reduce)
-    x = as_tensor(input)
-    check_float(op, "input", x)
+    reduction, x = _loss_input(op, input, reduction, size_average, reduce)
     t = _check_target(op, x, target)
     if not _same_size(x, t):
         raise ShapeError(
@@ -318,16 +333,11 @@ class BCEWithLogitsFunction(Function):
             q += 1.0
             q *= sp
             l += q
-        if self.weight is not None:
-            l *= self.weight
-        self.n = l.size
-        return _reduce(l, self.reduction)
+        return _weighted_reduce(self, l)
 
     def backward(self, gy):
         x, t = self.inputs[0].data, self.inputs[1].data
-        s = _loss_scale(gy, self.reduction, self.n)
-        if self.weight is not None:
-            s = s * self.weight
+        s = _weighted_scale(self, gy)
         pw = self.pos_weight
         gx = gt = None
         if self.needs_grad[0]:
@@ -372,9 +382,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     tensor(0.)
     """
     op = "binary_cross_entropy_with_logits"
-    reduction = _reduction(op, reduction, size_average, reduce)
-    x = as_tensor(input)
-    check_float(op, "input", x)
+    reduction, x = _loss_input(op, input, reduction, size_average, reduce)
     t = _check_target(op, x, target)
     if not _same_size(x, t):
         raise ShapeError(f"{op}: target size {t.shape} must be the same as input size {x.shape}")
@@ -669,9 +677,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     tensor(0.6931)
     """
     op = "cross_entropy"
-    reduction = _reduction(op, reduction, size_average, reduce)
-    x = as_tensor(input)
-    check_float(op, "input", x)
+    reduction, x = _loss_input(op, input, reduction, size_average, reduce)
     c = _n_classes(op, x)
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
@@ -738,9 +744,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     tensor(2.5)
     """
     op = "nll_loss"
-    reduction = _reduction(op, reduction, size_average, reduce)
-    x = as_tensor(input)
-    check_float(op, "input", x)
+    reduction, x = _loss_input(op, input, reduction, size_average, reduce)
     c = _n_classes(op, x)
     w = _class_weight(op, weight, c, x.dtype)
     tg = IndexTargets(op, x, as_tensor(target), w, int(ignore_index))

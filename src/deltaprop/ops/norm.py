@@ -34,7 +34,19 @@ from deltaprop.tensor import Function, Tensor
 # ----------------------------------------------------------------------------------------------
 
 
-class LayerNormFunction(Function):
+class _NormFunction(Function):
+    """What the normalisation ops share: optional weight and bias inputs after ``x``."""
+
+    has_weight = has_bias = False
+
+    def _affine(self, params: tuple) -> tuple[Any, Any]:
+        """(weight, bias) among the inputs after x (None where the op has none)."""
+        w = params[0] if self.has_weight else None
+        b = params[-1] if self.has_bias else None
+        return w, b
+
+
+class LayerNormFunction(_NormFunction):
     """y = gamma * (x - mu) / sqrt(var + eps) + beta over the last ``n_axes`` dims, per sample.
 
     gx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = gy * gamma,  rstd = 1/sqrt(var+eps);
@@ -45,11 +57,6 @@ class LayerNormFunction(Function):
     def __init__(self, n_axes: int, eps: float, has_weight: bool, has_bias: bool) -> None:
         self.n_axes, self.eps = n_axes, eps
         self.has_weight, self.has_bias = has_weight, has_bias
-
-    def _affine(self, params: tuple) -> tuple[Any, Any]:
-        w = params[0] if self.has_weight else None
-        b = params[-1] if self.has_bias else None
-        return w, b
 
     def forward(self, x, *params):
         w, b = self._affine(params)
@@ -168,7 +175,7 @@ def layer_norm(
 # ----------------------------------------------------------------------------------------------
 
 
-class BatchNormFunction(Function):
+class BatchNormFunction(_NormFunction):
     """Batch normalization of ``x (N, C, *)`` per channel C.
 
     training:  y = gamma * (x - mu_B) / sqrt(var_B + eps) + beta, batch statistics over (N, *)
@@ -193,11 +200,6 @@ class BatchNormFunction(Function):
         self.has_weight, self.has_bias = has_weight, has_bias
         self.running = (running_mean, running_var)
         self.count = num_batches_tracked
-
-    def _affine(self, params: tuple) -> tuple[Any, Any]:
-        w = params[0] if self.has_weight else None
-        b = params[-1] if self.has_bias else None
-        return w, b
 
     def forward(self, x, *params):
         w, b = self._affine(params)
