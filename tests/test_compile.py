@@ -527,3 +527,30 @@ def test_given_gradient_is_never_written_eager_or_compiled():
         assert g.tolist() == [1.0, 1.0]
         assert a.grad.tolist() == b.grad.tolist() == [4.0, 4.0]
         assert a.grad.data is not b.grad.data
+
+
+def test_work_on_grad_arrays_is_caught_by_the_first_replay():
+    """NumPy work the recorder cannot see (gradient clipping on the .grad arrays, a hand-made
+    update through .data) makes the checked first replay differ from eager mode: eager from
+    then on, one warning, eager numbers."""
+
+    def clipped(model, opt, x, y):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+        opt.step()
+        return loss
+
+    assert "differs from eager" in _eager_fallback(clipped)
+
+    def by_hand(model, opt, x, y):
+        for p in model.parameters():
+            p.grad = None
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        for p in model.parameters():
+            p.data -= 0.05 * p.grad.data
+        return loss
+
+    assert "differs from eager" in _eager_fallback(by_hand)

@@ -20,7 +20,10 @@ How it works
    :class:`~deltaprop.compiler.record.Recorder` notes every op, the backward walk and the update
    calls (optimizer ``step``/``zero_grad``, scheduler ``step``).
 2. The two recordings are compared. If they did the same work, the second becomes a
-   :class:`~deltaprop.compiler.program.Program`; from the third call on, the step is replayed:
+   :class:`~deltaprop.compiler.program.Program`; the third call replays it once and checks the
+   outcome against the eager step, bit for bit (:mod:`deltaprop.compiler.validate`: this
+   catches work the recorder cannot see, such as NumPy code on ``.grad`` arrays); from then
+   on, the step is replayed:
    the ops' forward computations on the new arguments' arrays, the backward walk as a fixed
    schedule (same calls, gradients summed in the same order), the leaves' gradients accumulated
    as the engine does, and the same update calls. No graph is built, no op object is created,
@@ -33,7 +36,8 @@ What is not replayed, and makes the step run eagerly (with one warning, or an er
 ``float()``, ``.numpy()``, ``.tolist()``: the Python that follows may depend on the data), a random
 draw outside an op (ops such as dropout draw anew at every replay, from the same generator as
 eager mode), ``autograd.grad`` or ``create_graph=True``, ``optimizer.step(closure)``, a return
-value that is not made of tensors, and two recordings that differ. Other Python side effects of
+value that is not made of tensors, two recordings that differ, and a first replay whose outcome
+differs from eager mode's. Other Python side effects of
 the step (printing, appending to a list, module hooks) happen only while recording, as with
 ``torch.compile``; tensors the step reads from outside (parameters, buffers, constants) are read
 live, so in-place updates to them between calls are seen, but the step must keep using the
@@ -73,6 +77,7 @@ from typing import Any
 
 from deltaprop.compiler.program import Mismatch, Program, Wiring, compare, flatten_args
 from deltaprop.compiler.record import Recorder, Unrecordable
+from deltaprop.compiler.validate import Snapshot, same
 
 _t = importlib.import_module("deltaprop.tensor")  # the module (dp.tensor is a function)
 
@@ -114,8 +119,28 @@ class CompiledStep:
         for prog in self._programs.get(key, ()):
             if prog.matches():
                 self.replays += 1
+                if not prog.validated:
+                    return self._validate(prog, tensors, args, kwargs)
                 return prog.run(tensors)
         return self._record(key, tensors, args, kwargs)
+
+    def _validate(self, prog: Program, tensors: list, args: tuple, kwargs: dict) -> Any:
+        """The first replay of a program, checked against the eager step (see
+        :mod:`deltaprop.compiler.validate`); the eager outcome is kept."""
+        snap = Snapshot(prog.state_tensors(), prog.optimizers, prog.schedulers)
+        replayed = prog.run(tensors)
+        replayed_state = snap.outcome()
+        snap.restore()
+        result = self.fn(*args, **kwargs)
+        if same(replayed, result) and same(replayed_state, snap.outcome()):
+            prog.validated = True
+        else:
+            self.replays -= 1
+            self._give_up(
+                "its replay differs from eager mode: the step changes something the recorder "
+                "does not see (NumPy work on .data or .grad arrays, Python state)"
+            )
+        return result
 
     def _record(self, key: tuple, tensors: list, args: tuple, kwargs: dict) -> Any:
         if Recorder.active():

@@ -264,6 +264,20 @@ class Program:
         self.ext_flags = [True] * len(self.ext)
         self.optimizers = _optimizers(rec.calls)
         self.param_ids = _param_ids(self.optimizers)
+        self.schedulers = _schedulers(rec.calls)
+        self.validated = False  # checked once against eager mode (see compiler.validate)
+
+    def state_tensors(self) -> list[Tensor]:
+        """The tensors a step may change: the modules' parameters and buffers, and every
+        external tensor an op reads."""
+        seen: dict[int, Tensor] = {}
+        for m in self.modules:
+            for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
+                if t is not None:
+                    seen.setdefault(id(t), t)
+        for t in self._live:
+            seen.setdefault(id(t), t)
+        return list(seen.values())
 
     @staticmethod
     def check_result(result: Any, wiring: Wiring) -> None:
@@ -482,6 +496,17 @@ def _optimizers(calls: list[CallRecord]) -> list[Any]:
     for c in calls:
         obj = c.method.__self__
         if isinstance(obj, Optimizer) and not any(obj is o for o in out):
+            out.append(obj)
+    return out
+
+
+def _schedulers(calls: list[CallRecord]) -> list[Any]:
+    from deltaprop.optim.lr_scheduler import LRScheduler
+
+    out = []
+    for c in calls:
+        obj = c.method.__self__
+        if isinstance(obj, LRScheduler) and not any(obj is o for o in out):
             out.append(obj)
     return out
 
