@@ -1,7 +1,8 @@
 """The ``deltaprop`` command line: ``train``, ``evaluate``, ``predict``, ``explain``, ``graph``.
 
-Each feature package registers its own subcommands (``deltaprop.training.commands`` and
-``deltaprop.explain.commands``); this module only dispatches. A user error (bad argument, missing
+Each feature package registers its own subcommands (``deltaprop.training.commands``,
+``deltaprop.onnx.commands`` and ``deltaprop.explain.commands``, with the pieces they share in
+``deltaprop.cliutils``); this module only dispatches. A user error (bad argument, missing
 file, a model that does not fit the data) raises a :class:`~deltaprop.errors.InputError` (such
 as :class:`CommandError`), printed as one sentence with exit status 2 and no traceback. Any other
 exception is a bug: it keeps its traceback (exit status 1).
@@ -18,6 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from deltaprop.cliutils import sentence
 from deltaprop.errors import CommandError, InputError
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -49,8 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as e:  # CommandError and every other user-input error: one sentence
-        message = str(e).strip().rstrip(".")
-        print(f"deltaprop {args.command}: error: {message}", file=sys.stderr)
+        print(f"deltaprop {args.command}: error: {sentence(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deltaprop {args.command}: interrupted", file=sys.stderr)

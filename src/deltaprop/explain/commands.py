@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deltaprop.cliutils import add_command
 from deltaprop.errors import CommandError
 from deltaprop.explain.blocks import BLANK_KINDS
 from deltaprop.explain.render import FORMATS
@@ -38,8 +39,10 @@ _GRAPH_SUFFIXES = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
 
 def add_commands(subparsers: Any) -> None:
     """Register ``explain`` and ``graph`` on the ``deltaprop`` parser's subparsers."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "explain",
+        run_explain,
         help="print a step-by-step backpropagation worked example of a spec file",
         description=(
             "Run training steps of the small network of SPEC (a TOML file, see "
@@ -118,10 +121,11 @@ def add_commands(subparsers: Any) -> None:
         metavar="DIGITS",
         help="--check: significant digits an answer must match (default 3)",
     )
-    p.set_defaults(func=run_explain)
 
-    g = subparsers.add_parser(
+    g = add_command(
+        subparsers,
         "graph",
+        run_graph,
         help="draw the computational graph of an expression or a spec",
         description=(
             "Draw EXPR_OR_SPEC: --view ops (default) is the computational graph, one node per op "
@@ -166,7 +170,6 @@ def add_commands(subparsers: Any) -> None:
         default="LR",
         help="graph direction (default LR: inputs on the left)",
     )
-    g.set_defaults(func=run_graph)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.cliutils import add_command, add_run_arguments, sentence
 from deltaprop.errors import CommandError, InputError
 
 __all__ = ["add_commands", "cmd_export", "export_run"]
@@ -33,19 +34,16 @@ INPUT_NAME, OUTPUT_NAME, BATCH = "input", "logits", "batch"
 
 def add_commands(subparsers: Any) -> None:
     """Register ``export`` on an argparse subparsers object."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "export",
-        help="write a trained run's model as an ONNX file (runs in ONNX Runtime)",
-        description=(
-            "Write a trained run's model as an ONNX file with a dynamic batch axis. The graph "
-            "normalises its input as training did, so it takes raw samples (--no-normalize: "
-            "already normalised ones) and returns the class scores (logits)."
-        ),
+        cmd_export,
+        "write a trained run's model as an ONNX file (runs in ONNX Runtime)",
+        "Write a trained run's model as an ONNX file with a dynamic batch axis. The graph "
+        "normalises its input as training did, so it takes raw samples (--no-normalize: already "
+        "normalised ones) and returns the class scores (logits).",
     )
-    p.add_argument("--run", required=True, help="the run directory (deltaprop train --out)")
-    p.add_argument(
-        "--checkpoint", default="last", help="last (default), best, or a checkpoint file"
-    )
+    add_run_arguments(p)
     p.add_argument("--out", help="the ONNX file to write (default: RUN/model.onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version, 13 to 21 (17)")
     p.add_argument(
@@ -54,7 +52,6 @@ def add_commands(subparsers: Any) -> None:
         action="store_false",
         help="leave the input normalisation out of the graph",
     )
-    p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -65,7 +62,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         info = export_run(args.run, out, args.checkpoint, args.opset, args.normalize)
     except InputError as e:
-        raise CommandError(str(e).strip().rstrip(".")) from None
+        raise CommandError(sentence(e)) from None
     print(
         f"wrote {out} (ONNX opset {info['opset']}, {info['nodes']} nodes, "
         f"{info['parameters']:,} parameters) from checkpoint {info['checkpoint']}"

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deltaprop.cliutils import add_command, add_run_arguments, sentence
 from deltaprop.errors import CommandError, DivergenceError, InputError
 from deltaprop.training.argtypes import (
     hidden_sizes,
@@ -49,14 +50,14 @@ def _add_train(subparsers: Any) -> None:
     from deltaprop.models import ACTIVATIONS
     from deltaprop.training.settings import OPTIMIZERS, SCHEDULERS, describe_defaults
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "train",
-        help="train a classifier and write metrics, checkpoints and plots",
-        description=(
-            "Train a classifier. Options left out take defaults chosen for the model and the "
-            "kind of data (below; docs/training.md explains them); config.json in the run "
-            "directory lists every setting used."
-        ),
+        cmd_train,
+        "train a classifier and write metrics, checkpoints and plots",
+        "Train a classifier. Options left out take defaults chosen for the model and the kind of "
+        "data (below; docs/training.md explains them); config.json in the run directory lists "
+        "every setting used.",
         epilog="defaults:\n  "
         + describe_defaults().replace("\n", "\n  ")
         + "\n\nkinds of data: images (>= 16x16: mnist, fashion-mnist), small-images (the 8x8 "
@@ -120,7 +121,6 @@ def _add_train(subparsers: Any) -> None:
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
-    p.set_defaults(func=cmd_train)
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -185,7 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         status = _train(args)
     except InputError as e:  # one sentence, from the rank that found it
-        print(f"deltaprop train: error: (rank {world.rank}) {_sentence(e)}", file=sys.stderr)
+        print(f"deltaprop train: error: (rank {world.rank}) {sentence(e)}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, whatever the other ranks do
         print(f"deltaprop train: interrupted (rank {world.rank})", file=sys.stderr)
@@ -216,10 +216,10 @@ def _train(args: argparse.Namespace) -> int:
             print(f"{e}\nresume with: deltaprop train --out {out} --resume", file=sys.stderr)
         return 130
     except DivergenceError as e:  # the settings were valid; training blew up (exit status 3)
-        print(f"deltaprop train: error: {_sentence(e)}", file=sys.stderr)
+        print(f"deltaprop train: error: {sentence(e)}", file=sys.stderr)
         return 3
     except InputError as e:
-        raise CommandError(_sentence(e)) from None
+        raise CommandError(sentence(e)) from None
     if not writer:
         return 0
     total = len(result.predictions) if result.predictions is not None else 0
@@ -237,20 +237,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "evaluate",
-        help="accuracy, per-class precision/recall and confusion matrix of a trained run",
-        description="Evaluate a trained run on its dataset's test split (or the train split).",
+        cmd_evaluate,
+        "accuracy, per-class precision/recall and confusion matrix of a trained run",
+        "Evaluate a trained run on its dataset's test split (or the train split).",
     )
-    p.add_argument("--run", required=True, help="the run directory (deltaprop train --out)")
-    p.add_argument(
-        "--checkpoint",
-        default="last",
-        help="last (default), previous (the one before last), best, or a checkpoint file",
-    )
+    add_run_arguments(p)
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--data-dir", help="where the IDX files are now, if they moved")
-    p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -259,7 +255,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         report = evaluate_run(args.run, args.checkpoint, args.split, args.data_dir)
     except InputError as e:
-        raise CommandError(_sentence(e)) from None
+        raise CommandError(sentence(e)) from None
     print(report["text"])
     return 0
 
@@ -313,24 +309,18 @@ def evaluate_run(
 
 
 def _add_predict(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "predict",
-        help="classify image files (PNG/JPEG) or CSV rows with a trained run",
-        description=(
-            "Classify image files or CSV rows. Images are converted to grayscale, inverted when "
-            "their background is light (the training digits are light on black), cropped to "
-            "the strokes, resized to the model's input and centred."
-        ),
+        cmd_predict,
+        "classify image files (PNG/JPEG) or CSV rows with a trained run",
+        "Classify image files or CSV rows. Images are converted to grayscale, inverted when their "
+        "background is light (the training digits are light on black), cropped to the strokes, "
+        "resized to the model's input and centred.",
     )
-    p.add_argument("--run", required=True, help="the run directory (deltaprop train --out)")
+    add_run_arguments(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="image files or .csv files")
-    p.add_argument(
-        "--checkpoint",
-        default="last",
-        help="last (default), previous (the one before last), best, or a checkpoint file",
-    )
     p.add_argument("--top", type=positive_int, default=1, help="show the k most likely classes")
-    p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -341,20 +331,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         loaded = load_run(args.run, args.checkpoint)
         results = predict_files(loaded, args.files, top=args.top)
     except InputError as e:
-        raise CommandError(_sentence(e)) from None
+        raise CommandError(sentence(e)) from None
     for r in results:
         ranked = ", ".join(
             f"{name} (p={p:.3f})" for name, p in zip(r["classes"], r["probabilities"])
         )
         print(f"{r['source']}: {ranked}")
     return 0
-
-
-# ----------------------------------------------------------------------------------------------
-# errors
-# ----------------------------------------------------------------------------------------------
-
-
-def _sentence(error: BaseException) -> str:
-    """The error's message (a dataset error may list missing files on further lines)."""
-    return str(error).strip().rstrip(".")
