@@ -109,7 +109,7 @@ class CompiledStep:
         self.replays = 0
         self._programs: dict[tuple, list[Program]] = {}
         self._pending: dict[tuple, tuple] = {}  # key -> (record, wiring) of a first recording
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn, updated=())  # (not a module's __dict__)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.eager_reason is not None:
@@ -172,7 +172,7 @@ class CompiledStep:
         return result
 
     def _give_up(self, reason: str) -> None:
-        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        name = getattr(self.fn, "__qualname__", None) or type(self.fn).__name__
         if self.fullgraph:
             raise Unrecordable(f"compile(fullgraph=True): {name} cannot be replayed: {reason}")
         self.eager_reason = reason
