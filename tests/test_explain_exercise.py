@@ -182,3 +182,11 @@ def test_read_answers_accepts_nan_as_no_answer(tmp_path):
     (tmp_path / "a.toml").write_text('variant = 0\nblanks = ["deltas"]\n[step1]\n"x" = nan\n')
     a = read_answers(tmp_path / "a.toml")
     assert a.kinds == frozenset({"deltas"}) and np.isnan(a.answers[(1, "x")])
+
+
+def test_circuit_worksheet_gives_no_answer_away(tmp_path):
+    path = str(EXAMPLES / "circuit-xy-z.toml")
+    assert cli("explain", path, "--exercise", "--out", "c.md", cwd=tmp_path).returncode == 0
+    sheet = (tmp_path / "c.md").read_text()
+    assert "df/dx = df/dq * 1 = (3) ______" in sheet
+    assert "-4" not in sheet.split("## Backward pass")[1]  # no gradient value after the blanks

@@ -207,6 +207,7 @@ def circuit_document(tr: CircuitRecord, opts: Options) -> list[Block]:
                 M(f"d{tr.output}/d(node)", r"\partial " + out.tex + r" / \partial\,\mathrm{node}"),
             ],
             rows,
+            kind="forward gradients",
         ),
     ]
     return blocks
