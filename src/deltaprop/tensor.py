@@ -295,7 +295,11 @@ class Tensor:
     __hash__ = object.__hash__  # hashable by identity although == is elementwise
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
-        self.data = _to_array(data, dtype)
+        self._init_leaf(_to_array(data, dtype), requires_grad)
+
+    def _init_leaf(self, arr: np.ndarray, requires_grad: bool) -> None:
+        """Make this tensor a leaf holding ``arr`` (also ``Parameter``'s constructor)."""
+        self.data = arr
         self.grad = None
         self._ctx = None
         self._retains_grad = False

@@ -19,8 +19,7 @@ from deltaprop.ops.common import int_pair
 from deltaprop.tensor import Tensor, _make
 
 __all__ = [
-    "float_dtype",
-    "check_device",
+    "parameter_dtype",
     "positive_int",
     "positive_pair",
     "as_input",
@@ -32,18 +31,15 @@ __all__ = [
 ]
 
 
-def float_dtype(dtype: Any) -> np.dtype:
-    """A layer's parameter dtype: float32 by default, any floating dtype if given."""
+def parameter_dtype(device: Any, dtype: Any) -> np.dtype:
+    """A layer's parameter dtype: float32 by default, any floating dtype if given; ``device``
+    must be None or ``'cpu'`` (deltaprop runs on the CPU only)."""
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise ValueError(f"deltaprop runs on the CPU only, got device {device!r}")
     dt = np.dtype(np.float32 if dtype is None else dtype)
     if dt.kind != "f":
         raise TypeError(f"layer parameters must have a floating point dtype, got {dt}")
     return dt
-
-
-def check_device(device: Any) -> None:
-    """Accept ``device=None`` or ``'cpu'`` (deltaprop runs on the CPU only)."""
-    if device is not None and str(device).split(":")[0] != "cpu":
-        raise ValueError(f"deltaprop runs on the CPU only, got device {device!r}")
 
 
 def positive_int(layer: str, name: str, value: Any, allow_zero: bool = False) -> int:

@@ -7,9 +7,8 @@ from typing import Any
 from deltaprop.nn.common import (
     as_input,
     call_op,
-    check_device,
     default_init,
-    float_dtype,
+    parameter_dtype,
     positive_int,
     positive_pair,
     weight_and_bias,
@@ -60,7 +59,6 @@ class Conv2d(Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        check_device(device)
         name = "Conv2d"
         self.in_channels = positive_int(name, "in_channels", in_channels)
         self.out_channels = positive_int(name, "out_channels", out_channels)
@@ -89,7 +87,7 @@ class Conv2d(Module):
         self.padding_mode = padding_mode
         self.output_padding = (0, 0)
         self.transposed = False
-        dt = float_dtype(dtype)
+        dt = parameter_dtype(device, dtype)
         kh, kw = self.kernel_size
         weight_and_bias(
             self, (self.out_channels, self.in_channels // self.groups, kh, kw), bias, dt

@@ -6,10 +6,9 @@ from typing import Any
 
 from deltaprop.nn.common import (
     as_input,
-    check_device,
     default_init,
-    float_dtype,
     named_error,
+    parameter_dtype,
     positive_int,
     weight_and_bias,
 )
@@ -62,10 +61,9 @@ class Linear(Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        check_device(device)
         self.in_features = positive_int("Linear", "in_features", in_features, True)
         self.out_features = positive_int("Linear", "out_features", out_features, True)
-        dt = float_dtype(dtype)
+        dt = parameter_dtype(device, dtype)
         weight_and_bias(self, (self.out_features, self.in_features), bias, dt)
 
     def reset_parameters(self) -> None:

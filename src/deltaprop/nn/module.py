@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from deltaprop.nn.utils import zero_grads
 from deltaprop.tensor import RemovableHandle, Tensor, _to_array
 
 __all__ = [
@@ -72,13 +73,7 @@ class Parameter(Tensor):
             arr = data.data
         else:
             arr = _to_array(data, copy=False)
-        self.data = arr
-        self.grad = None
-        self._ctx = None
-        self._retains_grad = False
-        self.requires_grad = False
-        if requires_grad:
-            self.requires_grad_(True)
+        self._init_leaf(arr, requires_grad)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -175,6 +170,14 @@ def _state_array(value: Any, key: str) -> np.ndarray | None:
     else:
         return None
     return arr if arr.dtype.kind in "biuf" else None
+
+
+def _none_only(value: Any, slot: str, expected: str) -> None:
+    """What may replace a registered parameter or module other than its own kind: only None."""
+    if value is not None:
+        raise TypeError(
+            f"cannot assign '{type(value).__name__}' as {slot} ({expected} or None expected)"
+        )
 
 
 class Module:
@@ -312,12 +315,7 @@ class Module:
             self.register_parameter(name, value)
             return
         if params is not None and name in params:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign '{type(value).__name__}' as parameter '{name}' "
-                    "(deltaprop.nn.Parameter or None expected)"
-                )
-            params[name] = None
+            params[name] = _none_only(value, f"parameter '{name}'", "deltaprop.nn.Parameter")
             return
         modules = d.get("_modules")
         if isinstance(value, Module):
@@ -330,12 +328,7 @@ class Module:
             modules[name] = value
             return
         if modules is not None and name in modules:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign '{type(value).__name__}' as child module '{name}' "
-                    "(deltaprop.nn.Module or None expected)"
-                )
-            modules[name] = None
+            modules[name] = _none_only(value, f"child module '{name}'", "deltaprop.nn.Module")
             return
         buffers = d.get("_buffers")
         if isinstance(value, Buffer):
@@ -513,13 +506,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters: to None (default) or to zeros."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.data[...] = 0
+        zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
         """Call ``fn`` on every sub-module (children first) and then on this module.

@@ -13,8 +13,7 @@ from deltaprop.nn.common import (
     affine_parameters,
     as_input,
     call_op,
-    check_device,
-    float_dtype,
+    parameter_dtype,
     positive_int,
 )
 from deltaprop.nn.module import Module
@@ -52,7 +51,6 @@ class LayerNorm(Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        check_device(device)
         if isinstance(normalized_shape, (int, np.integer)):
             normalized_shape = (int(normalized_shape),)
         self.normalized_shape = tuple(
@@ -60,7 +58,7 @@ class LayerNorm(Module):
         )
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        dt = float_dtype(dtype)
+        dt = parameter_dtype(device, dtype)
         affine_parameters(self, self.normalized_shape, elementwise_affine, bias, dt)
 
     def reset_parameters(self) -> None:
@@ -102,13 +100,12 @@ class _BatchNorm(Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        check_device(device)
         self.num_features = positive_int(self._get_name(), "num_features", num_features)
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        dt = float_dtype(dtype)
+        dt = parameter_dtype(device, dtype)
         affine_parameters(self, (self.num_features,), affine, bias, dt)
         if track_running_stats:
             self.register_buffer("running_mean", _make(np.zeros(self.num_features, dtype=dt)))

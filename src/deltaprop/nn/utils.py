@@ -19,7 +19,13 @@ import numpy as np
 
 from deltaprop.tensor import Tensor, _make
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters"]
+__all__ = [
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "parameters_to_vector",
+    "vector_to_parameters",
+    "zero_grads",
+]
 
 
 def _as_list(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
@@ -58,6 +64,18 @@ def clip_grad_norm_(
         for g in grads:
             g.data *= coef
     return _make(np.array(total, dtype=dtype))
+
+
+def zero_grads(tensors: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Reset the gradients of ``tensors``: to None (default) or to zeros in place (what
+    ``Module.zero_grad`` and ``Optimizer.zero_grad`` do)."""
+    for p in tensors:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.data[...] = 0
 
 
 def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.errors import DTypeError
+from deltaprop.errors import DTypeError, ShapeError
 from deltaprop.tensor import Tensor, _make, _to_array, float32
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "check_float",
     "check_same_dtype",
     "int_pair",
+    "check_broadcast",
     "conv_output_size",
     "window_slices",
     "pad2d",
@@ -86,6 +87,15 @@ def check_same_dtype(op: str, x: Tensor, name: str, other: Tensor) -> None:
             f"{op}: {name} has dtype {other.dtype} but the input has dtype {x.dtype}; "
             "convert one of them (e.g. .float() or .double())"
         )
+
+
+def check_broadcast(op: str, what: str, *shapes: tuple[int, ...]) -> None:
+    """Raise :class:`ShapeError` ``"{op}: {what} cannot be broadcast together"`` unless the
+    shapes broadcast (NumPy's rule)."""
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ShapeError(f"{op}: {what} cannot be broadcast together") from None
 
 
 def int_pair(op: str, name: str, value: Any) -> tuple[int, int]:

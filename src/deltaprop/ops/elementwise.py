@@ -10,20 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.ops.common import as_operands
+from deltaprop.ops.common import as_operands, check_broadcast
 from deltaprop.ops.dual import log as dual_log
 from deltaprop.ops.dual import unbroadcast
 from deltaprop.ops.dual import where as dual_where
 from deltaprop.tensor import Function, Tensor, _make, float32
-
-
-def _check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
-    try:
-        np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise ValueError(
-            f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together"
-        ) from None
 
 
 class BinaryFunction(Function):
@@ -33,7 +24,7 @@ class BinaryFunction(Function):
 
     def apply(self, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
         if a.data.shape != b.data.shape:
-            _check_broadcast(self.op, a, b)
+            check_broadcast(self.op, f"shapes {a.shape} and {b.shape}", a.shape, b.shape)
         if a.data.dtype != b.data.dtype:
             a, b = _promote(a, b)
         return Function.apply(self, a, b)
@@ -381,13 +372,8 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     if c.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got dtype {c.dtype}")
     a, b = as_operands(a, b)
-    try:
-        np.broadcast_shapes(c.shape, a.shape, b.shape)
-    except ValueError:
-        raise ValueError(
-            f"where: condition {c.shape}, input {a.shape} and other {b.shape} cannot be "
-            "broadcast together"
-        ) from None
+    what = f"condition {c.shape}, input {a.shape} and other {b.shape}"
+    check_broadcast("where", what, c.shape, a.shape, b.shape)
     return WhereFunction(c).apply(a, b)
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from deltaprop.errors import DTypeError, InvalidArgumentError, ShapeError
 from deltaprop.ops.activation import log_softmax_along as log_softmax
-from deltaprop.ops.common import as_tensor, check_float
+from deltaprop.ops.common import as_tensor, check_broadcast, check_float
 from deltaprop.ops.dual import unbroadcast
 from deltaprop.ops.shape import stack
 from deltaprop.tensor import Function, Tensor, _make
@@ -189,9 +189,8 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
         and input.data.dtype == target.data.dtype
         and input.data.dtype.kind == "f"
     ):
-        return MSELossFunction(reduction).apply(
-            input, target
-        )  # fast path: the checks below, inlined
+        # fast path: the checks below, inlined
+        return MSELossFunction(reduction).apply(input, target)
     reduction = _reduction("mse_loss", reduction, size_average, reduce)
     x = as_tensor(input)
     check_float("mse_loss", "input", x)
@@ -204,12 +203,8 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
             UserWarning,
             stacklevel=2,
         )
-        try:
-            np.broadcast_shapes(x.shape, t.shape)
-        except ValueError:
-            raise ShapeError(
-                f"mse_loss: input shape {x.shape} and target shape {t.shape} cannot be broadcast"
-            ) from None
+        what = f"input shape {x.shape} and target shape {t.shape}"
+        check_broadcast("mse_loss", what, x.shape, t.shape)
     return MSELossFunction(reduction).apply(x, t)
 
 

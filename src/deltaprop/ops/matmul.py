@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.ops.common import as_operands
+from deltaprop.ops.common import as_operands, check_broadcast
 from deltaprop.ops.dual import swap_last, unbroadcast
 from deltaprop.tensor import Function, Tensor
 
@@ -56,12 +56,6 @@ def matmul(a: Any, b: Any) -> Tensor:
             f"second ({kb})"
         )
     if a.ndim > 2 or b.ndim > 2:
-        try:
-            np.broadcast_shapes(
-                a.shape[:-2] if a.ndim > 1 else (), b.shape[:-2] if b.ndim > 1 else ()
-            )
-        except ValueError:
-            raise ValueError(
-                f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast"
-            ) from None
+        batch_a, batch_b = a.shape[:-2] if a.ndim > 1 else (), b.shape[:-2] if b.ndim > 1 else ()
+        check_broadcast("matmul", f"batch dimensions of {a.shape} and {b.shape}", batch_a, batch_b)
     return MatMulFunction().apply(a, b)

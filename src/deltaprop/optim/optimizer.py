@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.nn.utils import zero_grads
 from deltaprop.tensor import Tensor, _make, enable_grad
 
 __all__ = ["Optimizer", "required"]
@@ -265,14 +266,7 @@ class Optimizer:
     # -- gradients ---------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of the optimized tensors: to None (default) or to zeros."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.data[...] = 0
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; returns ``closure()`` if given.
