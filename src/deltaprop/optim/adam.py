@@ -46,8 +46,6 @@ class Adam(Optimizer):
     [0.9, -1.9]
     """
 
-    _records_steps = True
-
     def __init__(
         self,
         params: Iterable[Any],

@@ -58,9 +58,9 @@ def _check_factor(factor: float, which: str) -> None:
 
 
 def _optimizer_has_stepped(optimizer: Optimizer) -> bool:
-    """Whether ``optimizer.step()`` ran (deltaprop's optimizers record it; for other Optimizer
-    subclasses it is unknown and taken as True)."""
-    if not getattr(optimizer, "_records_steps", False):
+    """Whether ``optimizer.step()`` ran (:meth:`Optimizer.step` records it; for an optimizer
+    with a step of its own it is unknown and taken as True)."""
+    if type(optimizer).step is not Optimizer.step:
         return True
     return getattr(optimizer, "_step_called", False)
 

@@ -121,10 +121,6 @@ class Optimizer:
     ``model.named_parameters()``), or of dicts defining parameter groups.
     """
 
-    # True for optimizers whose step() sets ``self._step_called`` (lets schedulers warn when
-    # stepped before the optimizer, as PyTorch does)
-    _records_steps = False
-
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = defaults
         if isinstance(params, Tensor):
@@ -275,7 +271,7 @@ class Optimizer:
         enabled; then :meth:`_update_group` updates each parameter group in turn.
         """
         loss = self._closure_loss(closure)
-        self._step_called = True
+        self._step_called = True  # (lets a scheduler warn when stepped first, as PyTorch does)
         for group in self.param_groups:
             self._update_group(group)
         return loss

@@ -43,8 +43,6 @@ class RMSprop(Optimizer):
     0.9
     """
 
-    _records_steps = True
-
     def __init__(
         self,
         params: Iterable[Any],

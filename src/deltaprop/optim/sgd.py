@@ -46,8 +46,6 @@ class SGD(Optimizer):
     [0.800000011920929, -1.600000023841858]
     """
 
-    _records_steps = True
-
     def __init__(
         self,
         params: Iterable[Any],
