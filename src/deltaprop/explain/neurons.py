@@ -34,6 +34,7 @@ _CSS = (
     ".dp-net .in circle{fill:#fff8dc}.dp-net line{stroke:#8a8a8a;stroke-width:1.2}"
     ".dp-net rect.box{fill:#eef2f5;stroke:#333;stroke-width:1.4}"
     ".dp-net rect.lab{fill:#fff;opacity:.85}"
+    ".dp-net .dropped circle{stroke-dasharray:4 3;fill:#eee}.dp-net .dropped text{fill:#888}"
     ".dp-net .hl circle,.dp-net .hl rect.box{stroke:#d9480f;stroke-width:4;fill:#fff4e6}"
     ".dp-net .hl line{stroke:#d9480f;stroke-width:3.5}.dp-net .hl text{font-weight:bold}"
 )
@@ -192,6 +193,10 @@ class Picture:
                 d = rec.delta.reshape(rec.delta.shape[0], -1)[0, j]
                 lines.append((f"δ {F.s(d)}", "v g"))
         cls = ' class="in"' if col == 0 else ""
+        if col > 0:
+            rec = self.step.layers[col - 1]
+            if rec.mask is not None and rec.mask.reshape(rec.mask.shape[0], -1)[0, j] == 0:
+                cls = ' class="dropped"'  # a unit the dropout mask removed (first sample)
         text = "".join(
             f'<text x="{x:.1f}" y="{y + _R + 16 + 15 * k:.1f}" text-anchor="middle" '
             f'class="{c}">{_e(t)}</text>'
