@@ -292,3 +292,13 @@ def _get(obj, path):
 def test_the_unmutated_fuzz_seeds_are_valid():
     for raw in RAW:  # so that the mutations reach past the first check
         parse_spec(copy.deepcopy(raw))
+
+
+@pytest.mark.parametrize("out", ["somedir", "afile/x.html", "/proc/x.html", "nodir/x.html"])
+def test_out_that_cannot_be_written(tmp_path, out):
+    (tmp_path / "somedir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    r = cli("explain", str(MAZUR), "--out", out, cwd=tmp_path)
+    one_sentence(r, "--out")
+    r = cli("graph", str(MAZUR), "--view", "neurons", "--out", out, cwd=tmp_path)
+    one_sentence(r, "--out")
