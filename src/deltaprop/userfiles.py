@@ -25,7 +25,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from deltaprop.errors import InputError
 
@@ -36,6 +36,7 @@ __all__ = [
     "check_readable_dir",
     "describe_bytes",
     "parses_as_float",
+    "read_at_most",
     "read_json",
     "read_text",
     "read_toml",
@@ -49,6 +50,18 @@ def _os_reason(e: OSError) -> str:
     return (e.strerror or str(e)).lower()
 
 
+def read_at_most(stream: BinaryIO, limit: int) -> bytes | None:
+    """The rest of ``stream`` when it holds at most ``limit`` bytes, else None (reads no more
+    than ``limit + 1`` bytes: a guard against huge files and decompression bombs).
+
+    >>> import io
+    >>> read_at_most(io.BytesIO(b"abc"), 3), read_at_most(io.BytesIO(b"abcd"), 3)
+    (b'abc', None)
+    """
+    data = stream.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
 def read_bytes(path: str | os.PathLike[str], what: str, error: type[InputError]) -> bytes:
     """The content of a regular file, or ``error`` naming it (missing, directory, unreadable)."""
     file = Path(path)
@@ -58,10 +71,10 @@ def read_bytes(path: str | os.PathLike[str], what: str, error: type[InputError])
         raise error(f"{what} {str(file)!r} is a directory, not a file")
     try:
         with open(file, "rb") as f:
-            data = f.read(MAX_TEXT_BYTES + 1)
+            data = read_at_most(f, MAX_TEXT_BYTES)
     except OSError as e:
         raise error(f"{what} {str(file)!r} cannot be read: {_os_reason(e)}") from None
-    if len(data) > MAX_TEXT_BYTES:
+    if data is None:
         raise error(
             f"{what} {str(file)!r} is larger than {describe_bytes(MAX_TEXT_BYTES)}; "
             "expected a small text file"

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from deltaprop.datasets.base import DatasetError
+from deltaprop.userfiles import read_at_most
 
 __all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "read_idx", "read_idx_images", "read_idx_labels"]
 
@@ -68,10 +69,10 @@ def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
         return raw
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
-            data = stream.read(MAX_DECOMPRESSED_BYTES + 1)
+            data = read_at_most(stream, MAX_DECOMPRESSED_BYTES)
     except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    if len(data) > MAX_DECOMPRESSED_BYTES:
+    if data is None:
         raise DatasetError(
             f"{path}: decompresses to more than {MAX_DECOMPRESSED_BYTES // 2**30} GiB; refused "
             "(MNIST-style files are well under 1 GiB)"
