@@ -197,3 +197,11 @@ def test_chinese_page_and_matrix_notation(browser, tmp_path):
         "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
     )
     assert wide
+    body = browser.find_element(By.TAG_NAME, "body")
+    for _ in range(100):  # to the first matrix line: it uses the whole first layer
+        body.send_keys(Keys.ARROW_RIGHT)
+        s = _state(browser)
+        if (s["text"] or "").startswith("I1"):
+            break
+    assert s["text"].replace(" ", "").startswith("I1=XW1+b1")
+    assert set(s["hl"]) == {"u0_0", "u0_1", "u1_0", "u1_1", "w0_0_0", "w0_0_1", "w0_1_0", "w0_1_1"}

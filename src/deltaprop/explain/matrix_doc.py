@@ -10,10 +10,28 @@ the notes' layout asks for it.
 
 from __future__ import annotations
 
-from deltaprop.explain.blocks import ARROW_REL, Block, Equation, Equations, Matrix, Para, layer_ref
+from deltaprop.explain.blocks import (
+    ARROW_REL,
+    Block,
+    Equation,
+    Equations,
+    Matrix,
+    Para,
+    edge_ref,
+    unit_ref,
+)
 from deltaprop.explain.context import Ctx
 from deltaprop.explain.notation import M
 from deltaprop.explain.records import LayerRecord
+
+
+def _refs(rec: LayerRecord) -> tuple[str, ...]:
+    """A matrix line uses the whole layer: its inputs, its neurons and every connection."""
+    i, n = len(rec.in_names), len(rec.names)
+    units = [unit_ref(rec.index, a) for a in range(i)] + [
+        unit_ref(rec.index + 1, j) for j in range(n)
+    ]
+    return (*units, *(edge_ref(rec.index, a, j) for a in range(i) for j in range(n)))
 
 
 def _sym(base: str, layer: int) -> M:
@@ -41,7 +59,7 @@ def _local(rec: LayerRecord) -> M:
 def forward(c: Ctx, rec: LayerRecord) -> list[Block]:
     L = rec.index + 1
     samples = [str(s + 1) for s in c.step.samples]
-    refs = (layer_ref(rec.index),)
+    refs = _refs(rec)
     eq = [
         Equation(
             [
@@ -100,7 +118,7 @@ def _delta_rule(c: Ctx, rec: LayerRecord) -> M:
 def backward(c: Ctx, rec: LayerRecord) -> list[Block]:
     L = rec.index + 1
     samples = [str(s + 1) for s in c.step.samples]
-    refs = (layer_ref(rec.index),)
+    refs = _refs(rec)
     if c.last(rec):
         rule = _delta_rule(c, rec)
     elif c.step.layers[rec.index + 1].type == "linear":
@@ -175,7 +193,7 @@ def update(c: Ctx) -> list[Block]:
                     M(f"W{L} - eta Delta W{L}", rf"W_{{{L}}} - \eta \, \Delta W_{{{L}}}"),
                 ],
                 rel=ARROW_REL,
-                refs=(layer_ref(rec.index),),
+                refs=_refs(rec),
             )
         ]
         if rec.biases is not None and c.tr.train_biases:
@@ -186,7 +204,7 @@ def update(c: Ctx) -> list[Block]:
                         M(f"b{L} - eta Delta b{L}", rf"b_{{{L}}} - \eta \, \Delta b_{{{L}}}"),
                     ],
                     rel=ARROW_REL,
-                    refs=(layer_ref(rec.index),),
+                    refs=_refs(rec),
                 )
             )
         blocks += [
