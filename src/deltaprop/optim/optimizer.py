@@ -270,7 +270,10 @@ class Optimizer:
         ``closure`` (re-evaluates the model and returns the loss) runs first, with gradients
         enabled; then :meth:`_update_group` updates each parameter group in turn.
         """
-        loss = self._closure_loss(closure)
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
         self._step_called = True  # (lets a scheduler warn when stepped first, as PyTorch does)
         for group in self.param_groups:
             self._update_group(group)
@@ -279,13 +282,6 @@ class Optimizer:
     def _update_group(self, group: dict[str, Any]) -> None:  # pragma: no cover
         """The update of one parameter group, with its own hyper-parameters (subclasses)."""
         raise NotImplementedError
-
-    @staticmethod
-    def _closure_loss(closure: Callable[[], Any] | None) -> Any:
-        if closure is None:
-            return None
-        with enable_grad():
-            return closure()
 
     # -- state dict --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
