@@ -27,7 +27,7 @@ from deltaprop.tensor import Tensor, enable_grad, no_grad
 __all__ = [
     "grad", "gradcheck", "GradcheckError", "no_grad", "enable_grad", "run_backward",
     "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
-    "AnomalyError",
+    "central_difference", "AnomalyError",
 ]  # fmt: skip
 
 _FREED = (
@@ -511,15 +511,7 @@ def gradcheck(
             _check_direction(x, a, i, projected, rng, eps, atol, rtol)
             continue
         flat = x.data.reshape(-1)
-        num = np.empty(flat.size)
-        for j in range(flat.size):
-            orig = flat[j]
-            flat[j] = orig + eps
-            fp = projected()
-            flat[j] = orig - eps
-            fm = projected()
-            flat[j] = orig
-            num[j] = (fp - fm) / (2 * eps)
+        num = np.array([central_difference(flat, j, projected, eps) for j in range(flat.size)])
         num = num.reshape(x.shape)
         bad = ~np.isclose(a, num, rtol=rtol, atol=atol)
         if bad.any():
@@ -531,6 +523,18 @@ def gradcheck(
                 f"{int(bad.sum())} of {bad.size} elements differ)"
             )
     return True
+
+
+def central_difference(flat: np.ndarray, j: int, f: Callable[[], float], eps: float) -> float:
+    """``(f(x + eps e_j) - f(x - eps e_j)) / (2 eps)``: element ``j`` of ``flat`` (a flat view of
+    the array ``f`` reads) is moved by ``±eps`` and then restored."""
+    orig = flat[j]
+    flat[j] = orig + eps
+    fp = f()
+    flat[j] = orig - eps
+    fm = f()
+    flat[j] = orig
+    return (fp - fm) / (2 * eps)
 
 
 def _check_direction(

@@ -498,11 +498,7 @@ class Tensor:
         """Convert to ``dtype`` (differentiable between float dtypes)."""
         return _ew.cast(self, dtype)
 
-    def astype(self, dtype: Any) -> Tensor:
-        return _ew.cast(self, dtype)
-
-    def type(self, dtype: Any) -> Tensor:
-        return _ew.cast(self, dtype)
+    astype = type = to
 
     def float(self) -> Tensor:
         return _ew.cast(self, float32)
@@ -647,41 +643,9 @@ class Tensor:
     def __or__(self, other: Any) -> Tensor:
         return _ew.compare(self, other, np.logical_or)
 
-    def eq(self, other: Any) -> Tensor:
-        return self.__eq__(other)
-
-    def ne(self, other: Any) -> Tensor:
-        return self.__ne__(other)
-
-    def lt(self, other: Any) -> Tensor:
-        return self.__lt__(other)
-
-    def le(self, other: Any) -> Tensor:
-        return self.__le__(other)
-
-    def gt(self, other: Any) -> Tensor:
-        return self.__gt__(other)
-
-    def ge(self, other: Any) -> Tensor:
-        return self.__ge__(other)
-
-    def add(self, other: Any) -> Tensor:
-        return _ew.add(self, other)
-
-    def sub(self, other: Any) -> Tensor:
-        return _ew.sub(self, other)
-
-    def mul(self, other: Any) -> Tensor:
-        return _ew.mul(self, other)
-
-    def div(self, other: Any) -> Tensor:
-        return _ew.div(self, other)
-
-    def pow(self, exponent: Any) -> Tensor:
-        return _ew.pow(self, exponent)
-
-    def matmul(self, other: Any) -> Tensor:
-        return _mm.matmul(self, other)
+    # the named forms of the operators (as PyTorch's)
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+    add, sub, mul, div, pow, matmul = __add__, __sub__, __mul__, __truediv__, __pow__, __matmul__
 
     def exp(self) -> Tensor:
         return _ew.exp(self)

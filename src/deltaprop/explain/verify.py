@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 import deltaprop as dp
+from deltaprop.autograd import central_difference
 from deltaprop.explain.network import Network
 from deltaprop.explain.records import Check, LayerRecord, Verification
 
@@ -52,14 +53,7 @@ def verify_step(
             return float(net.loss(nets, outs, t).item())
 
     def central(arr: np.ndarray, j: int, fn: Callable[[], float]) -> float:
-        flat = arr.reshape(-1)
-        orig = flat[j]
-        flat[j] = orig + EPS
-        fp = fn()
-        flat[j] = orig - EPS
-        fm = fn()
-        flat[j] = orig
-        return (fp - fm) / (2 * EPS)
+        return central_difference(arr.reshape(-1), j, fn, EPS)
 
     checks: list[Check] = []
     for li, rec in enumerate(records):

@@ -18,18 +18,12 @@ from deltaprop.nn.conv import Conv2d
 from deltaprop.nn.dropout import Dropout
 from deltaprop.nn.linear import Identity, Linear
 from deltaprop.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
-from deltaprop.nn.module import (
-    Buffer,
-    IncompatibleKeys,
-    Module,
-    Parameter,
-    RemovableHandle,
-    StateDictError,
-)
+from deltaprop.nn.module import Buffer, IncompatibleKeys, Module, Parameter, StateDictError
 from deltaprop.nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from deltaprop.nn.pool import AvgPool2d, MaxPool2d
 from deltaprop.nn.shape import Flatten
 from deltaprop.nn.sync_batchnorm import SyncBatchNorm
+from deltaprop.tensor import RemovableHandle
 
 __all__ = [
     "functional", "init", "utils", "Module", "Parameter", "Buffer", "StateDictError",

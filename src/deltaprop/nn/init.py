@@ -144,9 +144,7 @@ def normal_(
     generator: np.random.Generator | None = None,
 ) -> Tensor:
     """Fill with samples of ``N(mean, std^2)``."""
-    arr = _array(tensor, "normal_")
-    arr[...] = _gen(generator).normal(mean, std, size=arr.shape)
-    return tensor
+    return _normal(tensor, "normal_", mean, std, -math.inf, math.inf, generator)
 
 
 def trunc_normal_(
@@ -158,9 +156,16 @@ def trunc_normal_(
     generator: np.random.Generator | None = None,
 ) -> Tensor:
     """Fill with samples of ``N(mean, std^2)`` truncated to ``[a, b]`` (redrawing outliers)."""
-    arr = _array(tensor, "trunc_normal_")
     if not a < b:
         raise ValueError(f"trunc_normal_: expected a < b, got a={a}, b={b}")
+    return _normal(tensor, "trunc_normal_", mean, std, a, b, generator)
+
+
+def _normal(
+    tensor: Tensor, fn: str, mean: float, std: float, a: float, b: float, generator: Any
+) -> Tensor:
+    """Fill with ``N(mean, std^2)`` samples, redrawing those outside ``[a, b]``."""
+    arr = _array(tensor, fn)
     gen = _gen(generator)
     out = gen.normal(mean, std, size=arr.shape)
     bad = (out < a) | (out > b)

@@ -302,16 +302,23 @@ class Module:
 
     register_module = add_module
 
+    def _free_name(self, name: str, kind: str, own: str) -> None:
+        """Before ``name`` becomes a {kind} in registry ``own``: drop it from the instance dict
+        and from the other registries (refused before ``Module.__init__``)."""
+        d = self.__dict__
+        if d.get(own) is None:
+            raise AttributeError(f"cannot assign {kind} before Module.__init__() call")
+        d.pop(name, None)
+        for registry in ("_parameters", "_buffers", "_modules"):
+            if registry != own:
+                d[registry].pop(name, None)
+        d["_non_persistent_buffers_set"].discard(name)
+
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         params = d.get("_parameters")
         if isinstance(value, Parameter):
-            if params is None:
-                raise AttributeError("cannot assign parameters before Module.__init__() call")
-            d.pop(name, None)
-            self._buffers.pop(name, None)
-            self._modules.pop(name, None)
-            self._non_persistent_buffers_set.discard(name)
+            self._free_name(name, "parameters", "_parameters")
             self.register_parameter(name, value)
             return
         if params is not None and name in params:
@@ -319,12 +326,7 @@ class Module:
             return
         modules = d.get("_modules")
         if isinstance(value, Module):
-            if modules is None:
-                raise AttributeError("cannot assign module before Module.__init__() call")
-            d.pop(name, None)
-            params.pop(name, None)
-            self._buffers.pop(name, None)
-            self._non_persistent_buffers_set.discard(name)
+            self._free_name(name, "module", "_modules")
             modules[name] = value
             return
         if modules is not None and name in modules:
