@@ -262,7 +262,7 @@ def worker_fit(reps: int) -> list[dict]:
 
     comm = dist.backend.comm()
     rows = []
-    for nbytes in (8, 64 * 2**20):
+    for nbytes in (8, 2**20, 64 * 2**20):
         buf = np.ones(nbytes // 4, dtype=np.float32)
 
         def allreduce(buf=buf):
@@ -434,16 +434,20 @@ def main() -> None:
          f"{n} ranks batch", f"{n} ranks", "ranks / 1 process (1 thread)"], table))  # fmt: skip
 
     fit = run([*mpi, "--worker", "fit", "--reps", str(reps)], 1)
-    small, large = fit[0], fit[1]
     # with p ranks: T(n) = 2 (p-1) alpha + 2 (p-1)/p n / B
-    alpha = small["t"] / (2 * (n - 1))
-    bandwidth = 2 * (n - 1) / n * large["bytes"] / (large["t"] - 2 * (n - 1) * alpha)
+    alpha = fit[0]["t"] / (2 * (n - 1))
+
+    def bandwidth(row: dict) -> float:
+        return 2 * (n - 1) / n * row["bytes"] / (row["t"] - 2 * (n - 1) * alpha)
+
     print("\n## 4. Ring-allreduce cost model (alpha = latency per message, B = bandwidth)\n")
     print(f"Fitted on this machine ({n} ranks, shared memory): alpha = {alpha * 1e6:.1f} us "
-          f"(from an 8-byte Allreduce, {small['t'] * 1e6:.1f} us), B = "
-          f"{bandwidth / 1e9:.2f} GB/s = {bandwidth * 8 / 1e9:.0f} Gb/s (from 64 MiB, "
-          f"{large['t'] * 1e3:.2f} ms).\n")  # fmt: skip
-    print(cost_model_table((alpha, bandwidth)))
+          f"(an 8-byte Allreduce takes {fit[0]['t'] * 1e6:.1f} us); B = "
+          f"{bandwidth(fit[1]) / 1e9:.2f} GB/s = {bandwidth(fit[1]) * 8 / 1e9:.0f} Gb/s from a "
+          f"1 MiB Allreduce ({fit[1]['t'] * 1e3:.3f} ms, in cache), "
+          f"{bandwidth(fit[2]) / 1e9:.2f} GB/s from 64 MiB ({fit[2]['t'] * 1e3:.2f} ms, "
+          f"memory-bound). The rows 'this machine' use the 1 MiB figure.\n")  # fmt: skip
+    print(cost_model_table((alpha, bandwidth(fit[1]))))
 
 
 def _mpi_version() -> str:
