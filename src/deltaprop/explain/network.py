@@ -17,6 +17,7 @@ import numpy as np
 
 import deltaprop as dp
 from deltaprop.nn import functional as F
+from deltaprop.ops.common import int_pair
 from deltaprop.tensor import Tensor
 
 LOSSES = ("mse_half", "mse", "bce", "ce")
@@ -63,17 +64,13 @@ class Layer:
         return getattr(self.module, "bias", None)
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def _square_padding(kind: str, k: int, padding: Any) -> int:
-    if isinstance(padding, str) or len(set(_pair(padding))) != 1:
+    if isinstance(padding, str) or len(set(int_pair("explain.trace", "padding", padding))) != 1:
         raise TypeError(
             f"explain.trace: module {k} ({kind}) must use the same padding on every side, "
             f"got {padding!r}"
         )
-    return _pair(padding)[0]
+    return int_pair("explain.trace", "padding", padding)[0]
 
 
 def layers_from_model(model: Any) -> list[Layer]:
@@ -117,17 +114,20 @@ def layers_from_model(model: Any) -> list[Layer]:
 def _layer(k: int, kind: str, mod: Any) -> Layer:
     t = _MAIN[kind]
     if t == "conv2d":
-        if _pair(mod.dilation) != (1, 1) or getattr(mod, "groups", 1) != 1:
+        dilation = int_pair("explain.trace", "dilation", mod.dilation)
+        if dilation != (1, 1) or getattr(mod, "groups", 1) != 1:
             raise TypeError(f"explain.trace: module {k} (Conv2d) must use no dilation or groups")
-        st = _pair(mod.stride)
+        st = int_pair("explain.trace", "stride", mod.stride)
         if st[0] != st[1]:
             raise TypeError(f"explain.trace: module {k} (Conv2d) must use equal strides")
         pd = _square_padding(kind, k, mod.padding)
         return Layer(t, mod, stride=st, padding=pd, kernel_size=tuple(mod.weight.shape[2:]))
     if t in ("maxpool2d", "avgpool2d"):
-        ks = _pair(mod.kernel_size)
-        st = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
-        if getattr(mod, "ceil_mode", False) or _pair(getattr(mod, "dilation", 1)) != (1, 1):
+        ks = int_pair("explain.trace", "kernel_size", mod.kernel_size)
+        stride = mod.stride if mod.stride is not None else mod.kernel_size
+        st = int_pair("explain.trace", "stride", stride)
+        dilation = int_pair("explain.trace", "dilation", getattr(mod, "dilation", 1))
+        if getattr(mod, "ceil_mode", False) or dilation != (1, 1):
             raise TypeError(f"explain.trace: module {k} ({kind}) must use no ceil_mode or dilation")
         if t == "avgpool2d" and (
             not mod.count_include_pad or getattr(mod, "divisor_override", None) is not None
