@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.explain.notation import M
+from deltaprop.explain.notation import Fmt, M
 
 #: the kinds of quantities an exercise can blank (``--blanks``), in the order of a step
 BLANK_KINDS = ("forward", "deltas", "gradients", "updates")
@@ -80,6 +80,17 @@ class Matrix:
     cols: list[str] | None = None
     caption: str = ""
     kind: str = ""
+
+    def cells(self, digits: int = 4) -> list[list[str]]:
+        """The values as text, row by row; a value within rounding of zero for its row prints
+        as ``0``."""
+        vals = np.asarray(self.values)
+        vals = vals[None] if vals.ndim == 1 else vals.reshape(vals.shape[0], -1)
+        out = []
+        for row in vals:
+            F = Fmt(digits).at(row)
+            out.append([F.s(v) for v in row])
+        return out
 
 
 @dataclass

@@ -78,8 +78,9 @@ def forward_linear(c: Ctx, rec: LayerRecord) -> list[Block]:
     rows = []
     for k, s in enumerate(c.step.samples):
         row: list[M | str] = [str(s + 1)]
+        F = c.F.at(rec.net[k], rec.out[k])  # a row of the table is a line
         for j in range(len(rec.names)):
-            row += [c.F.full(rec.net[k, j]), c.F.full(rec.out[k, j])]
+            row += [F.full(rec.net[k, j]), F.full(rec.out[k, j])]
         rows.append(row)
     blocks.append(Table(cols, rows, kind="forward"))
     return blocks
@@ -297,7 +298,7 @@ def delta_table(c: Ctx, rec: LayerRecord) -> Table:
         rows = [
             [str(s + 1)]
             + [
-                c.F.full(v)
+                c.F.at(rec.out_grad[k], rec.delta[k]).full(v)
                 for j in range(len(rec.names))
                 for v in (rec.out_grad[k, j], rec.delta[k, j])
             ]
@@ -306,7 +307,7 @@ def delta_table(c: Ctx, rec: LayerRecord) -> Table:
     else:  # softmax + cross entropy: E is computed from net directly (log_softmax)
         cols = [c.w("col_sample")] + [delta(name) for name in rec.names]
         rows = [
-            [str(s + 1)] + [c.F.full(rec.delta[k, j]) for j in range(len(rec.names))]
+            [str(s + 1)] + [c.F.at(rec.delta[k]).full(v) for v in rec.delta[k]]
             for k, s in enumerate(c.step.samples)
         ]
     return Table(cols, rows, kind="deltas")

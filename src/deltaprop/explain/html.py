@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import html as _html
 
-import numpy as np
-
 from deltaprop.explain.blocks import (
     Block,
     Equation,
@@ -25,7 +23,7 @@ from deltaprop.explain.blocks import (
     Table,
 )
 from deltaprop.explain.mathml import chunks, to_mathml
-from deltaprop.explain.notation import Fmt, M
+from deltaprop.explain.notation import M
 
 _CSS = """
 .deltaprop-explain { font-family: system-ui, -apple-system, "Segoe UI", sans-serif;
@@ -186,17 +184,15 @@ def _table(b: Table) -> str:
     )
 
 
-def _matrix(b: Matrix, F: Fmt) -> str:
-    vals = np.asarray(b.values)
-    vals = vals[None] if vals.ndim == 1 else vals
+def _matrix(b: Matrix) -> str:
     head = ""
     if b.cols is not None:
         head = "<thead><tr>" + ("<th></th>" if b.rows is not None else "")
         head += "".join(f"<th>{_h(c)}</th>" for c in b.cols) + "</tr></thead>"
     trs = []
-    for i in range(vals.shape[0]):
+    for i, row in enumerate(b.cells()):
         lab = f"<th>{_h(b.rows[i])}</th>" if b.rows is not None else ""
-        cells = "".join(f'<td class="num">{_h(F.s(v))}</td>' for v in vals[i])
+        cells = "".join(f'<td class="num">{_h(v)}</td>' for v in row)
         trs.append(f"<tr>{lab}{cells}</tr>")
     return (
         f'<figure class="matrix dp-s"><figcaption>{to_mathml(b.label.tex)}</figcaption>'
@@ -206,7 +202,6 @@ def _matrix(b: Matrix, F: Fmt) -> str:
 
 def render_html(blocks: list[Block], fragment: bool = False, lang: str = "en") -> str:
     """One self-contained HTML page (or, with ``fragment``, the ``<div>`` for Jupyter)."""
-    F = Fmt(4)
     body: list[str] = []
     for b in blocks:
         if isinstance(b, Heading):
@@ -222,7 +217,7 @@ def render_html(blocks: list[Block], fragment: bool = False, lang: str = "en") -
         elif isinstance(b, Table):
             body.append(_table(b))
         elif isinstance(b, Matrix):
-            body.append(_matrix(b, F))
+            body.append(_matrix(b))
         elif isinstance(b, Figure):
             body.append(
                 f'<figure class="net dp-s">{b.svg()}<figcaption>{_h(b.caption)}</figcaption>'

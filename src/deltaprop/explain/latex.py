@@ -4,10 +4,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from deltaprop.explain.blocks import Block, Equations, Figure, Heading, Matrix, Para, Table
-from deltaprop.explain.notation import Fmt, M, is_number, tex_number
+from deltaprop.explain.notation import M, is_number, tex_number
 
 _TEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -79,7 +77,6 @@ def render_latex(blocks: list[Block], lang: str = "en") -> str:
         r"\maketitle",
         "",
     ]
-    F = Fmt(4)
     seen_title = False
     for b in blocks:
         if isinstance(b, Heading):
@@ -104,9 +101,7 @@ def render_latex(blocks: list[Block], lang: str = "en") -> str:
                 lines.append(r"\\[2pt] \textit{" + tex_escape(b.caption) + "}")
             lines += [r"\end{center}", ""]
         elif isinstance(b, Matrix):
-            vals = np.asarray(b.values)
-            vals = vals[None] if vals.ndim == 1 else vals
-            body = r" \\ ".join(" & ".join(tex_number(F.s(v)) for v in row) for row in vals)
+            body = r" \\ ".join(" & ".join(tex_number(v) for v in row) for row in b.cells())
             lines += [
                 r"\[",
                 b.label.tex + r" = \begin{bmatrix} " + body + r" \end{bmatrix}",

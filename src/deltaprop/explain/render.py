@@ -15,8 +15,6 @@ import io
 import json
 from typing import Any
 
-import numpy as np
-
 from deltaprop.explain.blocks import (
     Block,
     Equation,
@@ -32,7 +30,7 @@ from deltaprop.explain.html import render_html
 from deltaprop.explain.jsondata import to_dict
 from deltaprop.explain.latex import render_latex
 from deltaprop.explain.network_doc import verification_summary
-from deltaprop.explain.notation import Fmt, M
+from deltaprop.explain.notation import M
 from deltaprop.explain.words import Options, Words
 
 FORMATS = ("text", "markdown", "latex", "html", "json")
@@ -157,19 +155,15 @@ def _rich_blocks(blocks: list[Block]) -> list[Any]:
 
 
 def _rich_matrix(b: Matrix, RTable: Any, box: Any, Text: Any) -> Any:
-    vals = np.asarray(b.values)
-    if vals.ndim == 1:
-        vals = vals[None]
-    F = Fmt(4)
+    cells = b.cells()
     show_header = b.cols is not None
     rt = RTable(box=box.SQUARE, show_header=show_header, pad_edge=True)
     if b.rows is not None:
         rt.add_column("", style="dim", no_wrap=True)
-    for j in range(vals.shape[1]):
+    for j in range(len(cells[0])):
         rt.add_column(b.cols[j] if b.cols is not None else "", justify="right", no_wrap=True)
-    for i in range(vals.shape[0]):
-        cells = [F.s(v) for v in vals[i]]
-        rt.add_row(*(([b.rows[i]] if b.rows is not None else []) + cells))
+    for i, row in enumerate(cells):
+        rt.add_row(*(([b.rows[i]] if b.rows is not None else []) + row))
     return rt
 
 
@@ -230,7 +224,6 @@ def _md_table(header: list[str], rows: list[list[str]], right: bool = True) -> l
 
 def render_markdown(blocks: list[Block]) -> str:
     lines: list[str] = []
-    F = Fmt(4)
     for b in blocks:
         if isinstance(b, Heading):
             lines += ["#" * b.level + " " + b.text, ""]
@@ -248,17 +241,15 @@ def render_markdown(blocks: list[Block]) -> str:
             )
             lines.append("")
         elif isinstance(b, Matrix):
-            vals = np.asarray(b.values)
-            vals = vals[None] if vals.ndim == 1 else vals
+            cells = b.cells()
             lines += [f"`{b.label.text}`", ""]
             header = ([""] if b.rows is not None else []) + (
                 [_md_cell(c) for c in b.cols]
                 if b.cols is not None
-                else [str(j + 1) for j in range(vals.shape[1])]
+                else [str(j + 1) for j in range(len(cells[0]))]
             )
             rows = [
-                ([b.rows[i]] if b.rows is not None else []) + [F.s(v) for v in vals[i]]
-                for i in range(vals.shape[0])
+                ([b.rows[i]] if b.rows is not None else []) + row for i, row in enumerate(cells)
             ]
             lines += _md_table(header, rows) + [""]
         elif isinstance(b, Figure):
