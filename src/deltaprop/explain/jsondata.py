@@ -139,6 +139,7 @@ def to_dict(tr: Any) -> dict[str, Any]:
                         "grad": _clean(g),
                         "share": p.share,
                     }
+                    | ({"input": list(cells[0])} if p.kind == "max" else {})  # the argmax
                     for o, cells, g in p.routes
                 ]
                 d["input_grad"] = _clean(_squeeze_channels(p.dx, squeeze))
