@@ -554,3 +554,31 @@ def test_work_on_grad_arrays_is_caught_by_the_first_replay():
         return loss
 
     assert "differs from eager" in _eager_fallback(by_hand)
+
+
+def test_evaluation_step_in_eval_mode_is_replayed_exactly():
+    """An evaluation step (eval mode, no_grad: BatchNorm on running statistics, dropout off)
+    replays exactly and follows the running statistics as training changes them."""
+    dp.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)
+    )
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    train_step = dp.compile(make_step(model, opt, F.cross_entropy))
+
+    @dp.compile
+    def evaluate(x):
+        with dp.no_grad():
+            return model(x)
+
+    data = batches(2, (16, 6), classes=3)
+    x_eval = batches(1, (5, 6))[0][0]
+    for i in range(6):
+        model.train()
+        train_step(*data[i % 2])
+        model.eval()
+        got = evaluate(x_eval)
+        with dp.no_grad():
+            want = model(x_eval)
+        assert np.array_equal(got.data, want.data)
+    assert evaluate.replays == 4 and train_step.replays == 4
