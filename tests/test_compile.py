@@ -264,6 +264,12 @@ def test_new_shapes_and_modes_record_again():
     model[0].weight.requires_grad_(False)  # another set of parameters
     cs(*a)
     assert cs.recordings == 7
+    cs(*a)
+    cs(*a)
+    assert (cs.recordings, cs.replays) == (8, 5)
+    model[0].weight.requires_grad_(True)  # and back: the first program again
+    cs(*a)
+    assert (cs.recordings, cs.replays) == (8, 6)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -260,8 +260,8 @@ class Program:
         # guards: the modules' modes, and the leaves' requires_grad
         self.modules = list(rec.modules.values())
         self.modes = [m.training for m in self.modules]
-        self.ext = [t for t in self._live if t.requires_grad]
-        self.ext_flags = [True] * len(self.ext)
+        self.ext = list(self._live)
+        self.ext_flags = [t.requires_grad for t in self.ext]
         self.optimizers = _optimizers(rec.calls)
         self.param_ids = _param_ids(self.optimizers)
         self.schedulers = _schedulers(rec.calls)
