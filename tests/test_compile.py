@@ -588,3 +588,18 @@ def test_evaluation_step_in_eval_mode_is_replayed_exactly():
             want = model(x_eval)
         assert np.array_equal(got.data, want.data)
     assert evaluate.replays == 4 and train_step.replays == 4
+
+
+def test_parameters_of_another_dtype_record_again():
+    dp.manual_seed(0)
+    model = tiny()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    cs = dp.compile(make_step(model, opt, F.mse_loss))
+    x, y = batches(1, (10, 2))[0]
+    for _ in range(3):
+        cs(x, y)
+    model.double()
+    x64, y64 = dp.tensor(x.data, dtype=dp.float64), dp.tensor(y.data, dtype=dp.float64)
+    for _ in range(3):
+        loss = cs(x64, y64)
+    assert loss.dtype == dp.float64 and cs.recordings == 4

@@ -261,7 +261,7 @@ class Program:
         self.modules = list(rec.modules.values())
         self.modes = [m.training for m in self.modules]
         self.ext = list(self._live)
-        self.ext_flags = [t.requires_grad for t in self.ext]
+        self.ext_flags = _ext_key(self.ext)
         self.optimizers = _optimizers(rec.calls)
         self.param_ids = _param_ids(self.optimizers)
         self.schedulers = _schedulers(rec.calls)
@@ -380,11 +380,11 @@ class Program:
 
     # -- guards and replay ---------------------------------------------------------------------
     def matches(self) -> bool:
-        """Whether the modules' modes, the leaves' requires_grad and the optimizers' parameter
-        groups are as recorded."""
+        """Whether the modules' modes, the external tensors' requires_grad, dtypes and shapes
+        and the optimizers' parameter groups are as recorded."""
         return (
             [m.training for m in self.modules] == self.modes
-            and [t.requires_grad for t in self.ext] == self.ext_flags
+            and _ext_key(self.ext) == self.ext_flags
             and _param_ids(self.optimizers) == self.param_ids
         )
 
@@ -498,6 +498,11 @@ def _optimizers(calls: list[CallRecord]) -> list[Any]:
         if isinstance(obj, Optimizer) and not any(obj is o for o in out):
             out.append(obj)
     return out
+
+
+def _ext_key(tensors: list[Tensor]) -> list:
+    """What the guard checks of the external tensors: requires_grad, dtype and shape."""
+    return [(t.requires_grad, t.data.dtype, t.data.shape) for t in tensors]
 
 
 def _schedulers(calls: list[CallRecord]) -> list[Any]:
