@@ -44,7 +44,9 @@ live, so in-place updates to them between calls are seen, but the step must keep
 same objects (a model or optimizer rebound to a new object is not seen by a replay). Tensors a
 replay returns are new, detached tensors (``requires_grad=False``): the graph they came from
 was used by the step's own ``backward()``. A step that returns a tensor whose graph it has not
-used (a forward pass in grad mode, to be backpropagated later) runs eagerly.
+used (a forward pass in grad mode, to be backpropagated later) runs eagerly. Recording wraps
+engine entry points process-wide for the duration of one call: other threads running ops at
+that moment would be recorded too, so record (the first three calls) from one thread.
 
 >>> import deltaprop as dp
 >>> from deltaprop import nn, optim
