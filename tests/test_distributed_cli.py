@@ -145,3 +145,12 @@ def test_ctrl_c_stops_every_rank_after_the_same_batch_and_resumes(tmp_path):
     else:
         assert f"epoch {int(after.group(1)) + 1} of 3\n" in resumed.stdout
     assert [r["epoch"] for r in rows(out)] == ["1", "2", "3"]
+
+
+def test_bad_input_on_the_ranks_ends_the_job_with_status_2(tmp_path):
+    proc = deltaprop("train", "--nproc", "2", "--dataset", "nonexistent", "--out",
+                     str(tmp_path / "r"))  # fmt: skip
+    assert proc.returncode == 2
+    assert "deltaprop train: error: (rank " in proc.stderr
+    assert "unknown dataset 'nonexistent'" in proc.stderr
+    assert not (tmp_path / "r").exists()
