@@ -21,24 +21,6 @@ from deltaprop.explain.notation import (
 from deltaprop.explain.records import CircuitNode, CircuitRecord
 from deltaprop.explain.words import Options, Words
 
-_GATE_NAMES = {
-    "add": "add gate: distributes the upstream gradient to both inputs",
-    "sub": "sub gate: passes the gradient to a, and its negative to b",
-    "mul": "mul gate: each input gets the upstream gradient times the other input (swaps)",
-    "div": "div gate: d(a/b)/da = 1/b, d(a/b)/db = -a/b^2",
-    "pow": "pow gate: d(x^p)/dx = p x^(p-1)",
-    "neg": "neg gate: flips the sign",
-    "exp": "exp gate: local derivative e^x, the gate's own output",
-    "log": "log gate: local derivative 1/x",
-    "sqrt": "sqrt gate: local derivative 1/(2 sqrt(x))",
-    "sigmoid": "sigmoid gate: local derivative s (1 - s), one gate instead of four",
-    "tanh": "tanh gate: local derivative 1 - t^2",
-    "relu": "relu gate: passes the gradient where x > 0",
-    "abs": "abs gate: local derivative sign(x)",
-    "max": "max gate: routes the whole gradient to the larger input (ties split it)",
-    "min": "min gate: routes the whole gradient to the smaller input (ties split it)",
-}
-
 
 def _local_symbol(node: CircuitNode, k: int) -> M:
     """The symbolic local derivative d node / d input k."""
@@ -94,13 +76,7 @@ def circuit_document(tr: CircuitRecord, opts: Options) -> list[Block]:
     blocks: list[Block] = [Heading(1, tr.title)]
     if tr.description:
         blocks.append(Para(tr.description))
-    blocks.append(
-        Para(
-            f"The circuit {tr.expression!r} as a graph of gates, run forward and backward by the "
-            "deltaprop engine. Each gate multiplies the gradient arriving from above (upstream) "
-            "by its local derivative; where a value feeds several gates, the gradients add up."
-        )
-    )
+    blocks.append(Para(w("circuit_intro", expr=tr.expression)))
     inputs = [n for n in tr.nodes if n.op == "input"]
     gates = [n for n in tr.nodes if n.op not in ("input", "const")]
     blocks += [
@@ -156,7 +132,7 @@ def circuit_document(tr: CircuitRecord, opts: Options) -> list[Block]:
             lines.append(Equation(sides, answer=ans))
         if lines:
             blocks += [
-                Para(f"{g.name} = {g.expression}: {_GATE_NAMES.get(g.op, g.op)}."),
+                Para(f"{g.name} = {g.expression}: {w('gate_' + g.op)}."),
                 Equations(lines),
             ]
     # accumulation
@@ -179,10 +155,7 @@ def circuit_document(tr: CircuitRecord, opts: Options) -> list[Block]:
             )
     if acc:
         blocks += [
-            Para(
-                "Values that feed several gates: their gradients add up (the engine "
-                "accumulates them into .grad)."
-            ),
+            Para(w("circuit_accumulate")),
             Equations(acc),
         ]
     rows = [

@@ -363,10 +363,7 @@ def linear_grads(c: Ctx, rec: LayerRecord) -> list[Block]:
         prev, prev_tex = ("X", "X") if li == 0 else (f"O{L - 1}", f"O_{{{L - 1}}}")
         labels = [str(s + 1) for s in c.step.samples]
         blocks += [
-            Para(
-                f"D{L} = dE/dNET{L} (rows = samples), dE/dW{L} = D{L}^T {prev} "
-                f"(shaped as W: neurons x inputs), dE/db{L} = column sums of D{L}."
-            ),
+            Para(c.w("batch_matrices", L=L, prev=prev)),
             Matrix(M(f"D{L}", f"D_{{{L}}}"), rec.delta, labels, rec.names, kind="deltas"),
             Matrix(M(prev, prev_tex), x, labels, rec.in_names, kind="forward"),
             Matrix(

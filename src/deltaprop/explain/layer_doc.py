@@ -16,7 +16,7 @@ from deltaprop.explain.blocks import (
     layer_ref,
 )
 from deltaprop.explain.context import Ctx
-from deltaprop.explain.notation import PLUS, Fmt, M, dE, join, target, tex_number, val
+from deltaprop.explain.notation import PLUS, M, dE, join, target, tex_number, val
 from deltaprop.explain.records import LayerRecord, StepRecord
 
 
@@ -50,7 +50,7 @@ def inputs_blocks(c: Ctx) -> list[Block]:
 
 def forward(c: Ctx, rec: LayerRecord) -> list[Block]:
     if rec.type == "conv2d":
-        return _conv_forward(c.step, rec, c.F)
+        return _conv_forward(c, rec)
     return _pool_forward(c, rec)
 
 
@@ -82,28 +82,33 @@ def feature_maps(
     return out
 
 
-def _conv_forward(step: StepRecord, rec: LayerRecord, F: Fmt) -> list[Block]:  # noqa: N803
+def _conv_forward(c: Ctx, rec: LayerRecord) -> list[Block]:
+    step, F, w = c.step, c.F, c.w
     d = rec.conv
-    kk, c, kh, kw = rec.weights.shape
+    kk, nc, kh, kw = rec.weights.shape
     blocks: list[Block] = []
     for q in range(kk):
-        for ch in range(c):
-            lab = "K" + (f" (kernel {q + 1}, channel {ch + 1})" if kk * c > 1 else "")
+        for ch in range(nc):
+            lab = "K" + (f" (kernel {q + 1}, channel {ch + 1})" if kk * nc > 1 else "")
             blocks.append(
                 Matrix(
-                    M(lab, "K" + (f"_{{{q + 1},{ch + 1}}}" if kk * c > 1 else "")),
+                    M(lab, "K" + (f"_{{{q + 1},{ch + 1}}}" if kk * nc > 1 else "")),
                     rec.weights[q, ch],
                 )
             )
     blocks.append(
         Para(
-            f"im2col: each {kh} x {kw} receptive field of the input becomes one row of cols "
-            f"({d.cols.shape[0]} x {d.cols.shape[1]}); the kernels are the columns of Wmat "
-            f"({d.wmat.shape[0]} x {d.wmat.shape[1]}). The convolution is one matrix product, "
-            "net = cols @ Wmat + b (stride "
-            f"{rec.stride[0]}, padding {rec.padding}; rows are labelled by output position "
-            "(row,col), "
-            "columns by kernel entry (row,col), counted from 1)."
+            w(
+                "im2col",
+                kh=kh,
+                kw=kw,
+                r=d.cols.shape[0],
+                c=d.cols.shape[1],
+                wr=d.wmat.shape[0],
+                wc=d.wmat.shape[1],
+                s=rec.stride[0],
+                p=rec.padding,
+            )
         )
     )
     blocks.append(Matrix(M("cols", r"\mathrm{cols}"), d.cols, d.row_labels, d.col_labels))
@@ -125,7 +130,7 @@ def _conv_forward(step: StepRecord, rec: LayerRecord, F: Fmt) -> list[Block]:  #
     )
     blocks += feature_maps("net", r"\mathrm{net}", rec.net, step, "forward")
     if rec.activation != "linear":
-        blocks.append(Para(f"o = {rec.activation}(net), elementwise:"))
+        blocks.append(Para(w("conv_elementwise", act=rec.activation)))
         blocks += feature_maps("o", "o", rec.out, step, "forward")
     return blocks
 
@@ -210,11 +215,7 @@ def _conv_backward(c: Ctx, rec: LayerRecord) -> list[Block]:
         blocks.append(Para(c.w("linear_act")))
     blocks += feature_maps("delta", r"\delta", rec.delta, step, "deltas")
     blocks += [
-        Para(
-            "Unrolled like the output positions, delta is the matrix dY (one row per position, "
-            "one column per kernel). The kernel gradient is the GEMM dW = cols^T @ dY; the bias "
-            "gradient sums dY over the positions."
-        ),
+        Para(c.w("conv_dw")),
         Matrix(M("dY", "dY"), d.dy, d.row_labels, ks, kind="deltas"),
         Matrix(
             M("dW = cols^T @ dY", r"dW = \mathrm{cols}^T dY"),
@@ -256,12 +257,7 @@ def _conv_backward(c: Ctx, rec: LayerRecord) -> list[Block]:
         )
     if d.dx is not None:
         blocks += [
-            Para(
-                "dX = col2im(dY @ Wmat^T): each row of dcols = dY @ Wmat^T belongs to one "
-                "receptive "
-                "field; col2im scatters it back onto the input, and where windows overlap the "
-                "contributions add up (dcols[output position; kernel entry]):"
-            ),
+            Para(c.w("conv_dx")),
             Matrix(
                 M("dcols = dY @ Wmat^T", r"d\mathrm{cols} = dY \, W_{\mathrm{mat}}^T"),
                 d.dcols,

@@ -69,11 +69,13 @@ def norm_display(rec: LayerRecord) -> NormDisplay:
         back(np.abs(gamma * xhat) + np.abs(beta)),
     )
     g = dy2 * gamma
-    dvar = (g * xc).sum(axis=1) * -0.5 / std**3
+    dvar = (g * xc).sum(axis=1) * -0.5 / std**3  # huge (even inf) when var + eps is tiny
     dmean = -g.sum(axis=1) / std
     part_xhat = g / std[:, None]
     part_mean = np.broadcast_to((dmean / n)[:, None], x2.shape)
-    part_var = dvar[:, None] * 2.0 * xc / n
+    # dE/dvar * 2 (x - mu) / n, written as -xhat * mean(g * xhat) / sigma: the same number,
+    # without sigma^-3 (which overflows where the engine's closed form does not)
+    part_var = -xhat * (g * xhat).mean(axis=1, keepdims=True) / std[:, None]
     dx = part_xhat + part_mean + part_var
     mean_g = g.mean(axis=1)
     mean_gx = (g * xhat).mean(axis=1)

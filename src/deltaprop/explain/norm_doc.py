@@ -368,13 +368,13 @@ def _norm_backward(c: Ctx, rec: LayerRecord) -> list[Block]:
                         ),
                         G.n(dx[k, j]),
                     ],
-                    note="closed form",
+                    note=c.w("closed_form"),
                     refs=(u(li, j),),
                 )
             )
     blocks.append(Equations(lines))
     if rec.weight_grad is not None:
-        over = " over the samples" if rec.type == "layernorm" else " over the mini-batch"
+        over = c.w("over_samples" if rec.type == "layernorm" else "over_batch_sum")
         blocks += [Para(c.w("norm_params", over=over)), Equations(_param_grads(c, rec))]
     return blocks
 
@@ -446,7 +446,7 @@ def _dropout_forward(c: Ctx, rec: LayerRecord) -> list[Block]:
                     ],
                     refs=(u(rec.index, j), u(rec.index + 1, j)),
                     answer=c.answer(val(name, s).text, "forward", y[k, j]),
-                    note="dropped" if mask[k, j] == 0 else "",
+                    note=c.w("dropped") if mask[k, j] == 0 else "",
                 )
             )
     return blocks + [Equations(lines)]

@@ -267,6 +267,93 @@ _WORDS: dict[str, tuple[str, str]] = {
         "D = dE/dI，每行一个样本；Delta W = O_prev^T D，Delta b = D 的列和；隐藏层的 "
         "D = (D_next W_next^T) * f'(I)（逐元素）。",
     ),
+    # convolution
+    "im2col": (
+        "im2col: each {kh} x {kw} receptive field of the input becomes one row of cols "
+        "({r} x {c}); the kernels are the columns of Wmat ({wr} x {wc}). The convolution is one "
+        "matrix product, net = cols @ Wmat + b (stride {s}, padding {p}; rows are labelled by "
+        "output position (row,col), columns by kernel entry (row,col), counted from 1).",
+        "im2col：输入的每个 {kh} x {kw} 感受野成为 cols 的一行（{r} x {c}）；卷积核是 Wmat 的列"
+        "（{wr} x {wc}）。卷积就是一次矩阵乘法 net = cols @ Wmat + b（步长 {s}，填充 {p}；"
+        "行按输出位置 (行,列) 标注，列按卷积核元素 (行,列) 标注，从 1 数起）。",
+    ),
+    "conv_elementwise": ("o = {act}(net), elementwise:", "o = {act}(net)，逐元素："),
+    "conv_dw": (
+        "Unrolled like the output positions, delta is the matrix dY (one row per position, one "
+        "column per kernel). The kernel gradient is the GEMM dW = cols^T @ dY; the bias gradient "
+        "sums dY over the positions.",
+        "按输出位置展开，delta 成为矩阵 dY（每个位置一行，每个卷积核一列）。卷积核的梯度是矩阵乘法 "
+        "dW = cols^T @ dY；偏置的梯度是 dY 在各位置上的和。",
+    ),
+    "conv_dx": (
+        "dX = col2im(dY @ Wmat^T): each row of dcols = dY @ Wmat^T belongs to one receptive "
+        "field; col2im scatters it back onto the input, and where windows overlap the "
+        "contributions add up (dcols[output position; kernel entry]):",
+        "dX = col2im(dY @ Wmat^T)：dcols = dY @ Wmat^T 的每一行属于一个感受野；col2im "
+        "把它散回输入上，窗口重叠处的贡献相加（dcols[输出位置; 卷积核元素]）：",
+    ),
+    "batch_matrices": (
+        "D{L} = dE/dNET{L} (rows = samples), dE/dW{L} = D{L}^T {prev} (shaped as W: neurons x "
+        "inputs), dE/db{L} = column sums of D{L}.",
+        "D{L} = dE/dNET{L}（每行一个样本），dE/dW{L} = D{L}^T {prev}（形状同 W：神经元 x "
+        "输入），dE/db{L} = D{L} 的列和。",
+    ),
+    # circuits
+    "circuit_intro": (
+        "The circuit {expr!r} as a graph of gates, run forward and backward by the deltaprop "
+        "engine. Each gate multiplies the gradient arriving from above (upstream) by its local "
+        "derivative; where a value feeds several gates, the gradients add up.",
+        "电路 {expr!r} 是一张由门组成的图，由 deltaprop 引擎前向、反向计算。每个门把从上游传来的"
+        "梯度乘以它的局部导数；一个值流入多个门时，梯度相加。",
+    ),
+    "circuit_accumulate": (
+        "Values that feed several gates: their gradients add up (the engine accumulates them "
+        "into .grad).",
+        "流入多个门的值：它们的梯度相加（引擎把它们累加到 .grad 中）。",
+    ),
+    "gate_add": (
+        "add gate: distributes the upstream gradient to both inputs",
+        "加法门：把上游梯度原样分给两个输入",
+    ),
+    "gate_sub": (
+        "sub gate: passes the gradient to a, and its negative to b",
+        "减法门：把梯度传给 a，把它的相反数传给 b",
+    ),
+    "gate_mul": (
+        "mul gate: each input gets the upstream gradient times the other input (swaps)",
+        "乘法门：每个输入得到上游梯度乘以另一个输入（交换）",
+    ),
+    "gate_div": (
+        "div gate: d(a/b)/da = 1/b, d(a/b)/db = -a/b^2",
+        "除法门：d(a/b)/da = 1/b，d(a/b)/db = -a/b^2",
+    ),
+    "gate_pow": ("pow gate: d(x^p)/dx = p x^(p-1)", "幂门：d(x^p)/dx = p x^(p-1)"),
+    "gate_neg": ("neg gate: flips the sign", "取负门：改变符号"),
+    "gate_exp": (
+        "exp gate: local derivative e^x, the gate's own output",
+        "指数门：局部导数 e^x，即门自身的输出",
+    ),
+    "gate_log": ("log gate: local derivative 1/x", "对数门：局部导数 1/x"),
+    "gate_sqrt": ("sqrt gate: local derivative 1/(2 sqrt(x))", "平方根门：局部导数 1/(2 sqrt(x))"),
+    "gate_sigmoid": (
+        "sigmoid gate: local derivative s (1 - s), one gate instead of four",
+        "sigmoid 门：局部导数 s (1 - s)，一个门代替四个",
+    ),
+    "gate_tanh": ("tanh gate: local derivative 1 - t^2", "tanh 门：局部导数 1 - t^2"),
+    "gate_relu": ("relu gate: passes the gradient where x > 0", "relu 门：在 x > 0 处传递梯度"),
+    "gate_abs": ("abs gate: local derivative sign(x)", "绝对值门：局部导数 sign(x)"),
+    "gate_max": (
+        "max gate: routes the whole gradient to the larger input (ties split it)",
+        "max 门：把全部梯度送给较大的输入（相等时平分）",
+    ),
+    "gate_min": (
+        "min gate: routes the whole gradient to the smaller input (ties split it)",
+        "min 门：把全部梯度送给较小的输入（相等时平分）",
+    ),
+    "closed_form": ("closed form", "闭式"),
+    "dropped": ("dropped", "丢弃"),
+    "over_samples": (" over the samples", "（对样本求和）"),
+    "over_batch_sum": (" over the mini-batch", "（对小批量求和）"),
     "check_text": (
         "Central finite differences (E(p + eps) - E(p - eps)) / (2 eps), eps = {eps}, in float64, "
         "for all {n} gradients (weights, biases and deltas): largest discrepancy {err} at {where} "
