@@ -81,7 +81,7 @@ def circuit_document(tr: CircuitRecord, opts: Options) -> list[Block]:
     gates = [n for n in tr.nodes if n.op not in ("input", "const")]
     blocks += [
         Heading(2, w("forward")),
-        Table(["input", "value"], [[val(n.name), F.full(n.value)] for n in inputs]),
+        Table([w("input"), w("col_value")], [[val(n.name), F.full(n.value)] for n in inputs]),
     ]
     by = {n.name: n for n in tr.nodes}
     lines = []
@@ -173,10 +173,10 @@ def circuit_document(tr: CircuitRecord, opts: Options) -> list[Block]:
         Heading(2, w("summary")),
         Table(
             [
-                "node",
-                "gate",
-                "expression",
-                "value",
+                w("col_node"),
+                w("col_gate"),
+                w("col_expression"),
+                w("col_value"),
                 M(f"d{tr.output}/d(node)", r"\partial " + out.tex + r" / \partial\,\mathrm{node}"),
             ],
             rows,

@@ -154,10 +154,10 @@ def _pool_forward(c: Ctx, rec: LayerRecord) -> list[Block]:
     n = kh * kw
     if d.kind == "max":
         rule = c.w("maxpool_fwd", kh=kh, kw=kw, s=rec.stride[0])
-        cols = ["output", "window", "max", "argmax at"]
+        cols = [c.w("col_output"), c.w("col_window"), "max", c.w("col_argmax")]
     else:
         rule = c.w("avgpool_fwd", kh=kh, kw=kw, s=rec.stride[0], n=n)
-        cols = ["output", "window", f"mean = sum / {n}"]
+        cols = [c.w("col_output"), c.w("col_window"), c.w("col_mean", n=n)]
     blocks: list[Block] = [Para(rule), Table(cols, rows, numeric=False, kind="forward")]
     blocks += feature_maps("pooled", r"\mathrm{pool}", rec.out, step, "forward")
     if d.mask is not None:
@@ -186,7 +186,8 @@ def _pool_backward(c: Ctx, rec: LayerRecord) -> list[Block]:
         rows.append([_pos(step, a, ch, rec.net.shape[1], (r, q)), share, to])
     n = rec.kernel_size[0] * rec.kernel_size[1]
     rule = c.w("maxpool_bwd") if d.kind == "max" else c.w("avgpool_bwd", n=n)
-    cols = ["window", "upstream gradient" if d.kind == "max" else "each input gets", "inputs"]
+    share = c.w("col_upstream") if d.kind == "max" else c.w("col_each_gets")
+    cols = [c.w("col_window"), share, c.w("col_inputs")]
     return [
         Para(rule),
         *feature_maps("delta = dE/d(pooled)", r"\delta", rec.delta, step, "deltas"),
