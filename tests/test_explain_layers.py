@@ -14,7 +14,7 @@ import pytest
 
 import deltaprop as dp
 from deltaprop import nn
-from deltaprop.explain import explain_file, load_spec, parse_spec, trace
+from deltaprop.explain import SpecError, explain_file, load_spec, parse_spec, trace
 from deltaprop.explain.notation import Fmt
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
@@ -375,3 +375,47 @@ def test_any_sequential_of_supported_modules_is_explained_and_verified(name):
     assert tr.steps[0].verification.ok
     for fmt in ("text", "markdown", "latex", "html", "json"):
         assert getattr(tr, f"to_{fmt}")()
+
+
+def test_norm_parameters_under_their_module_names_and_a_dropout_seed_in_its_table():
+    base = load_spec(EXAMPLES / "layernorm.toml")
+    raw = {
+        "loss": "mse_half",
+        "lr": 0.5,
+        "layers": [
+            {"weights": [[0.5, -0.2], [0.1, 0.4], [-0.3, 0.8]], "biases": [0.1, 0.0, -0.1]},
+            {"type": "layernorm", "weights": [1.0, 0.5, 2.0], "biases": [0.0, 0.1, -0.1]},
+            {"weights": [[0.3, -0.6, 0.9]], "biases": [0.05], "activation": "sigmoid"},
+        ],
+        "data": {"inputs": [[1.0, 2.0]], "targets": [[1.0]]},
+    }
+    spec = parse_spec(raw)
+    for i in base.net.params:
+        for k in base.net.params[i]:
+            np.testing.assert_array_equal(spec.net.params[i][k], base.net.params[i][k])
+    raw["layers"][1]["gamma"] = [1.0, 1.0, 1.0]
+    with pytest.raises(SpecError, match="either gamma or weights"):
+        parse_spec(raw, source="s")
+    drop = load_spec(EXAMPLES / "dropout.toml")
+    raw = {
+        "loss": "ce",
+        "lr": 0.1,
+        "layers": [dict(t) for t in _tables(drop)],
+        "data": {"inputs": [[1.0, 0.5, -0.5]], "targets": [1]},
+    }
+    raw["layers"][1]["seed"] = drop.seed
+    assert parse_spec(raw).seed == drop.seed
+
+
+def _tables(spec):
+    """The [[layers]] tables of the dropout example, rebuilt from its parsed spec."""
+    p = spec.net.params
+    return [
+        {"weights": p[0]["weight"].tolist(), "biases": p[0]["bias"].tolist(), "activation": "relu"},
+        {"type": "dropout", "p": 0.5},
+        {
+            "weights": p[3]["weight"].tolist(),
+            "biases": p[3]["bias"].tolist(),
+            "activation": "softmax",
+        },
+    ]

@@ -189,6 +189,10 @@ def parse_spec(
             f"got {last_act!r}",
         )
     targets, as_indices = _parse_targets(data["targets"], m, net.out_shape, loss, where)
+    if net.dropout_seed is not None:
+        if "seed" in raw and seed != net.dropout_seed:
+            raise where.err("seed", "the dropout table gives another seed; give one of them")
+        seed = net.dropout_seed
     spec = NetworkSpec(
         title=title,
         loss=loss,

@@ -16,7 +16,10 @@ Layer types (``type``, default ``linear``) and their keys:
 * ``layernorm`` (over each sample's features), ``batchnorm`` (training mode, over the
   mini-batch): ``gamma`` (default 1), ``beta`` (default 0), ``eps`` (default 1e-5),
   ``activation``;
-* ``dropout``: ``p``; the masks are drawn from the spec's ``seed``.
+* ``dropout``: ``p``; the masks are drawn from the spec's ``seed`` (or a ``seed`` in the table).
+
+``weights`` and ``biases`` are accepted for ``gamma`` and ``beta`` (the names of the parameters
+of ``nn.LayerNorm`` and of a linear layer's table).
 """
 
 from __future__ import annotations
@@ -50,9 +53,19 @@ _KEYS = {
     "conv2d": {"type", "weights", "biases", "activation", "stride", "padding", "name"},
     "maxpool2d": {"type", "kernel_size", "stride", "padding", "name"},
     "avgpool2d": {"type", "kernel_size", "stride", "padding", "name"},
-    "layernorm": {"type", "gamma", "beta", "eps", "activation", "name"},
-    "batchnorm": {"type", "gamma", "beta", "eps", "momentum", "activation", "name"},
-    "dropout": {"type", "p", "name"},
+    "layernorm": {"type", "gamma", "beta", "weights", "biases", "eps", "activation", "name"},
+    "batchnorm": {
+        "type",
+        "gamma",
+        "beta",
+        "weights",
+        "biases",
+        "eps",
+        "momentum",
+        "activation",
+        "name",
+    },
+    "dropout": {"type", "p", "seed", "name"},
 }
 
 
@@ -66,6 +79,7 @@ class SpecLayers:
     out_shape: tuple[int, ...]
     activations: list[str] = field(default_factory=list)  # one per spec layer
     kernel_as_matrix: bool = False  # a conv kernel given as one kh x kw matrix
+    dropout_seed: int | None = None  # a seed given in a dropout table
 
     @property
     def last_activation(self) -> str:
@@ -232,10 +246,18 @@ def _norm(out, t, shape, key, prev, batch, where) -> tuple[int, ...]:
         what = "one per feature" if len(shape) == 1 else "one per channel"
     if len(shape) not in (1, 3):
         raise where.err(key, f"expected a vector or an image input, {prev} gives {shape}")
-    gamma = _param(t, "gamma", 1.0, pshape, key, what, where)
-    beta = _param(t, "beta", 0.0, pshape, key, what, where)
+    gamma = _param(t, _named(t, "gamma", "weights", key, where), 1.0, pshape, key, what, where)
+    beta = _param(t, _named(t, "beta", "biases", key, where), 0.0, pshape, key, what, where)
     _add(out, layer, weight=gamma, bias=beta)
     return shape
+
+
+def _named(t: dict, name: str, alias: str, key: str, where: Where) -> str:
+    """The key a normalization parameter is given under: ``gamma`` (the notes' name) or
+    ``weights`` (the name of a linear layer's parameter, and of ``nn.LayerNorm.weight``)."""
+    if name in t and alias in t:
+        raise where.err(f"{key}.{alias}", f"give either {name} or {alias}, not both")
+    return alias if alias in t else name
 
 
 def _param(
@@ -254,6 +276,9 @@ def _param(
 
 def _dropout(out, t, shape, key, prev, batch, where) -> tuple[int, ...]:
     p = probability(t.get("p", 0.5), f"{key}.p", where)
+    if "seed" in t:  # the masks' seed may also be given here (the first one counts)
+        seed = integer(t["seed"], f"{key}.seed", where, minimum=0)
+        out.dropout_seed = seed if out.dropout_seed is None else out.dropout_seed
     _add(out, {"type": "Dropout", "p": p})
     return shape
 
