@@ -155,12 +155,19 @@ def activate(name: str, net: Tensor) -> Tensor:
 
 
 def layer_net(
-    lay: Layer, x: Tensor, w: Tensor | None, b: Tensor | None, mask: Tensor | None
+    lay: Layer,
+    x: Tensor,
+    w: Tensor | None,
+    b: Tensor | None,
+    replay: bool = False,
+    mask: Tensor | None = None,
 ) -> Tensor:
-    """``net`` of one layer from the engine's functional ops, on the parameters given.
+    """``net`` of one layer from the engine's ops, on the parameters given.
 
-    Batch norm uses the mini-batch's statistics (training mode); dropout multiplies by
-    ``mask`` when one is given (the step's mask, to re-run it) and draws one otherwise.
+    The recorded step runs batch norm and dropout as their modules do in training mode (the
+    mini-batch's statistics, moving the running statistics; a freshly drawn mask). A
+    ``replay`` of the step (the finite differences of ``--verify``) uses the same statistics
+    of the mini-batch without touching the running ones, and the step's dropout ``mask``.
     """
     mod = lay.module
     if lay.type == "linear":
@@ -175,13 +182,11 @@ def layer_net(
         return F.avg_pool2d(x, lay.kernel_size, stride=lay.stride, padding=lay.padding)
     if lay.type == "layernorm":
         return F.layer_norm(x, mod.normalized_shape, w, b, eps=mod.eps)
+    if not replay:  # batch norm and dropout, as in a training step
+        return mod(x)
     if lay.type == "batchnorm":
-        if mask is None:  # the recorded step: the module itself, so its running statistics move
-            return mod(x)
         return F.batch_norm(x, None, None, w, b, training=True, eps=mod.eps)
-    if mask is not None:
-        return x * mask
-    return mod(x)
+    return x * mask
 
 
 def loss_of(loss: str, reduction: str, out: Tensor, net: Tensor, t: Tensor) -> Tensor:
@@ -230,10 +235,8 @@ class Network:
         ins, nets, outs = [], [], []
         o = x
         for i, (lay, (w, b)) in enumerate(zip(self.layers, params)):
-            mask = masks[i] if masks is not None else None
-            if masks is not None and lay.type == "batchnorm":
-                mask = dp.ones(1)  # any tensor: use the functional batch norm
-            net = layer_net(lay, o, w, b, mask)
+            replay = masks is not None
+            net = layer_net(lay, o, w, b, replay, masks[i] if replay else None)
             if perturb is not None and perturb[0] == i:
                 net = net + dp.tensor(perturb[1], dtype=net.dtype)
             ins.append(o)
