@@ -127,11 +127,15 @@ class MaxMinFunction(Function):
         return (gy * self.mask,)
 
 
-class VarFunction(Function):
-    """y = sum (x - mean)^2 / (N - correction).  dy/dx_i = 2 (x_i - mean) / (N - correction)."""
+class _MomentFunction(Function):
+    """What var and std share: the reduced axes, keepdims and the correction (ddof)."""
 
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool, correction: float) -> None:
         self.axes, self.keepdims, self.correction = axes, keepdims, correction
+
+
+class VarFunction(_MomentFunction):
+    """y = sum (x - mean)^2 / (N - correction).  dy/dx_i = 2 (x_i - mean) / (N - correction)."""
 
     def forward(self, x):
         self.n = _count(x.shape, self.axes)
@@ -149,11 +153,8 @@ class VarFunction(Function):
         return (gy * xc * (2.0 / dof),)
 
 
-class StdFunction(Function):
+class StdFunction(_MomentFunction):
     """y = sqrt(var).  dy/dx_i = (x_i - mean) / ((N - correction) y)."""
-
-    def __init__(self, axes: tuple[int, ...] | None, keepdims: bool, correction: float) -> None:
-        self.axes, self.keepdims, self.correction = axes, keepdims, correction
 
     def forward(self, x):
         self.n = _count(x.shape, self.axes)
