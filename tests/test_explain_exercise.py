@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from explain_helpers import EXAMPLES, cli
+from explain_helpers import MAZUR as MAZUR_PATH
 
 from deltaprop.explain import explain_file, load_spec
 from deltaprop.explain.exercise import (
@@ -22,18 +22,7 @@ from deltaprop.explain.exercise import (
 from deltaprop.explain.render import blocks_of
 from deltaprop.explain.words import Options
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
-MAZUR = str(EXAMPLES / "mattmazur-2-2-2.toml")
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "deltaprop.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+MAZUR = str(MAZUR_PATH)
 
 
 def fill(answers: Path, key: Path, out: Path, change: dict[str, str] | None = None) -> None:

@@ -6,28 +6,14 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from explain_helpers import MAZUR, cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deltaprop.explain import SpecError, explain_spec, load_spec, parse_spec, render
 from deltaprop.explain.spec import estimate_bytes
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
-MAZUR = EXAMPLES / "mattmazur-2-2-2.toml"
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "deltaprop.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def one_sentence(r: subprocess.CompletedProcess, *words: str) -> None:
