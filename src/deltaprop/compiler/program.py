@@ -23,6 +23,8 @@ import numpy as np
 from deltaprop import autograd as _autograd
 from deltaprop.compiler.kernels import call_kernel, select_kernels
 from deltaprop.compiler.record import CallRecord, Record
+from deltaprop.optim.lr_scheduler import LRScheduler
+from deltaprop.optim.optimizer import Optimizer
 from deltaprop.tensor import Function, Tensor, _make
 
 
@@ -262,9 +264,9 @@ class Program:
         self.modes = [m.training for m in self.modules]
         self.ext = list(self._live)
         self.ext_flags = _ext_key(self.ext)
-        self.optimizers = _optimizers(rec.calls)
+        self.optimizers = _owners(rec.calls, Optimizer)
         self.param_ids = _param_ids(self.optimizers)
-        self.schedulers = _schedulers(rec.calls)
+        self.schedulers = _owners(rec.calls, LRScheduler)
         self.validated = False  # checked once against eager mode (see compiler.validate)
 
     def state_tensors(self) -> list[Tensor]:
@@ -489,13 +491,12 @@ def _pinned(tpl: tuple, plans: list[WalkPlan]) -> set[int]:
     return out
 
 
-def _optimizers(calls: list[CallRecord]) -> list[Any]:
-    from deltaprop.optim.optimizer import Optimizer
-
-    out = []
+def _owners(calls: list[CallRecord], cls: type) -> list[Any]:
+    """The distinct objects of class ``cls`` whose methods the step called, in call order."""
+    out: list[Any] = []
     for c in calls:
         obj = c.method.__self__
-        if isinstance(obj, Optimizer) and not any(obj is o for o in out):
+        if isinstance(obj, cls) and not any(obj is o for o in out):
             out.append(obj)
     return out
 
@@ -503,17 +504,6 @@ def _optimizers(calls: list[CallRecord]) -> list[Any]:
 def _ext_key(tensors: list[Tensor]) -> list:
     """What the guard checks of the external tensors: requires_grad, dtype and shape."""
     return [(t.requires_grad, t.data.dtype, t.data.shape) for t in tensors]
-
-
-def _schedulers(calls: list[CallRecord]) -> list[Any]:
-    from deltaprop.optim.lr_scheduler import LRScheduler
-
-    out = []
-    for c in calls:
-        obj = c.method.__self__
-        if isinstance(obj, LRScheduler) and not any(obj is o for o in out):
-            out.append(obj)
-    return out
 
 
 def _param_ids(optimizers: list[Any]) -> list:
