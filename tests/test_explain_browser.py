@@ -205,3 +205,22 @@ def test_chinese_page_and_matrix_notation(browser, tmp_path):
             break
     assert s["text"].replace(" ", "").startswith("I1=XW1+b1")
     assert set(s["hl"]) == {"u0_0", "u0_1", "u1_0", "u1_1", "w0_0_0", "w0_0_1", "w0_1_0", "w0_1_1"}
+
+
+def test_layer_norm_lines_highlight_their_units_only(browser, tmp_path):
+    open_page(browser, tmp_path, "layernorm.toml")
+    body = browser.find_element(By.TAG_NAME, "body")
+    found = {}
+    for _ in range(300):
+        body.send_keys(Keys.ARROW_RIGHT)
+        s = _state(browser)
+        text = (s["text"] or "").replace(" ", "")
+        if text.startswith("x^y1") and "xhat" not in found:  # xhat_y1 = (h1 - mu) / ...
+            found["xhat"] = s
+        if text.startswith("∂E∂wy1,o1"):  # dE/dw_y1,o1 = delta_o1 * y1
+            found["grad"] = s
+            break
+    # h1 -> y1 through the layer norm: h1, its connection to y1, and y1
+    assert set(found["xhat"]["hl"]) == {"u1_0", "w1_0_0", "u2_0"}
+    # the weight from y1 to o1 and its two neurons; not the connection h1 -> y1
+    assert set(found["grad"]["hl"]) == {"w2_0_0", "u2_0", "u3_0"}

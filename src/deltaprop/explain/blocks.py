@@ -117,8 +117,8 @@ def unit_ref(column: int, j: int) -> str:
 
 
 def edge_ref(layer: int, i: int, j: int) -> str:
-    """The picture's name of the connection of linear layer ``layer`` from input ``i`` to
-    neuron ``j``."""
+    """The picture's name of the connection of layer ``layer`` from input ``i`` to neuron ``j``
+    (for an elementwise layer, normalization or dropout, from unit ``j`` to unit ``j``)."""
     return f"w{layer}_{i}_{j}"
 
 

@@ -110,7 +110,8 @@ class Picture:
                         )
             elif self.columns[a] and self.columns[b]:  # elementwise layers: one to one
                 for j in range(len(self.columns[b])):
-                    edges.append(self._edge(a, j, b, j, "", unit_ref(b, j), False))
+                    # the connection of unit j to unit j: named like a weight of this layer
+                    edges.append(self._edge(a, j, b, j, "", edge_ref(li, j, j), False))
                 x, _ = self._pos(b, 0)
                 nodes.append(
                     f'<text x="{x - _DX / 2:.1f}" y="{_TOP - 14}" text-anchor="middle" '

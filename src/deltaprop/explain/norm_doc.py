@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from deltaprop.explain import dense_doc
-from deltaprop.explain.blocks import Block, Equation, Equations, Para, layer_ref
+from deltaprop.explain.blocks import Block, Equation, Equations, Para, edge_ref, layer_ref
 from deltaprop.explain.blocks import unit_ref as u
 from deltaprop.explain.context import Ctx
 from deltaprop.explain.layer_doc import feature_maps, param_label
@@ -133,7 +133,7 @@ def forward(c: Ctx, rec: LayerRecord) -> list[Block]:
                         ),
                         G.n(xh[k, j]),
                     ],
-                    refs=(u(li, j), u(li + 1, j)),
+                    refs=(u(li, j), edge_ref(li, j, j), u(li + 1, j)),
                     answer=c.answer(xhat.text, "forward", xh[k, j]),
                 )
             )
@@ -329,7 +329,7 @@ def _norm_backward(c: Ctx, rec: LayerRecord) -> list[Block]:
                         cat(G.n(a, True), PLUS, G.n(b, True), PLUS, G.n(cc, True)),
                         G.n(dx[k, j]),
                     ],
-                    refs=(u(li, j), u(li + 1, j)),
+                    refs=(u(li, j), edge_ref(li, j, j), u(li + 1, j)),
                     answer=c.answer(lhs.text, "deltas", dx[k, j]),
                 )
             )
@@ -444,7 +444,7 @@ def _dropout_forward(c: Ctx, rec: LayerRecord) -> list[Block]:
                         cat(F.n(x[k, j], True), TIMES, F.n(mask[k, j], True)),
                         F.n(y[k, j]),
                     ],
-                    refs=(u(rec.index, j), u(rec.index + 1, j)),
+                    refs=(u(rec.index, j), edge_ref(rec.index, j, j), u(rec.index + 1, j)),
                     answer=c.answer(val(name, s).text, "forward", y[k, j]),
                     note=c.w("dropped") if mask[k, j] == 0 else "",
                 )
@@ -472,7 +472,7 @@ def _dropout_backward(c: Ctx, rec: LayerRecord) -> list[Block]:
                         cat(F.n(dy[k, j], True), TIMES, F.n(mask[k, j], True)),
                         F.n(dx[k, j]),
                     ],
-                    refs=(u(rec.index, j), u(rec.index + 1, j)),
+                    refs=(u(rec.index, j), edge_ref(rec.index, j, j), u(rec.index + 1, j)),
                     answer=c.answer(lhs.text, "deltas", dx[k, j]),
                 )
             )
