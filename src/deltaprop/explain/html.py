@@ -58,7 +58,9 @@ _CSS = """
 .deltaprop-explain.dp-stepping .dp-s.dp-later { display: none; }
 .deltaprop-explain.dp-stepping .dp-current { background: #fff4e6; outline: 2px solid #d9480f; }
 .deltaprop-explain.dp-stepping figure.net.dp-pinned { position: sticky; top: 2.6em; z-index: 2;
-  max-height: 45vh; overflow: auto; border-bottom: 1px solid #ccc; }
+  margin: 0; border-bottom: 1px solid #ccc; }
+.deltaprop-explain.dp-stepping figure.net.dp-pinned svg { max-height: 40vh; width: auto; }
+.deltaprop-explain.dp-stepping figure.net.dp-pinned figcaption { display: none; }
 """
 
 _SCRIPT = """
