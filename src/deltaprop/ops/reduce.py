@@ -10,6 +10,7 @@ std     y = sqrt(var)        dy/dx_i = (x_i - m) / ((N-c) y)
 from __future__ import annotations
 
 from collections import namedtuple
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -128,24 +129,34 @@ class MaxMinFunction(Function):
 
 
 class _MomentFunction(Function):
-    """What var and std share: the reduced axes, keepdims and the correction (ddof)."""
+    """What var and std share: the reduced axes, keepdims and the correction (ddof), the
+    forward through NumPy's ``statistic`` and, for backward, the centred input ``x - mean``."""
+
+    statistic: Callable[..., np.ndarray]  # np.var or np.std
 
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool, correction: float) -> None:
         self.axes, self.keepdims, self.correction = axes, keepdims, correction
+
+    def forward(self, x):
+        self.n = _count(x.shape, self.axes)
+        return self.statistic(x, axis=self.axes, keepdims=self.keepdims, ddof=self.correction)
+
+    def _kept(self, g: Any) -> Any:
+        """``g`` (shaped like the output) with the reduced axes kept as size 1."""
+        return g if self.keepdims else g.reshape(_kept_shape(self.inputs[0].shape, self.axes))
+
+    def _centred(self) -> Any:
+        (x,) = self.saved_inputs()
+        return x - x.mean(axis=self.axes, keepdims=True)
 
 
 class VarFunction(_MomentFunction):
     """y = sum (x - mean)^2 / (N - correction).  dy/dx_i = 2 (x_i - mean) / (N - correction)."""
 
-    def forward(self, x):
-        self.n = _count(x.shape, self.axes)
-        return np.var(x, axis=self.axes, keepdims=self.keepdims, ddof=self.correction)
+    statistic = staticmethod(np.var)
 
     def backward(self, gy):
-        (x,) = self.saved_inputs()
-        if not self.keepdims:
-            gy = gy.reshape(_kept_shape(x.shape, self.axes))
-        xc = x - x.mean(axis=self.axes, keepdims=True)
+        gy, xc = self._kept(gy), self._centred()
         dof = self.n - self.correction
         if dof == 0:  # no degrees of freedom: NaN, as torch (without NumPy's warning)
             with np.errstate(invalid="ignore"):
@@ -156,18 +167,10 @@ class VarFunction(_MomentFunction):
 class StdFunction(_MomentFunction):
     """y = sqrt(var).  dy/dx_i = (x_i - mean) / ((N - correction) y)."""
 
-    def forward(self, x):
-        self.n = _count(x.shape, self.axes)
-        return np.std(x, axis=self.axes, keepdims=self.keepdims, ddof=self.correction)
+    statistic = staticmethod(np.std)
 
     def backward(self, gy):
-        (x,) = self.saved_inputs()
-        y = self.saved_output()
-        shape = _kept_shape(x.shape, self.axes)
-        if not self.keepdims:
-            gy = gy.reshape(shape)
-            y = y.reshape(shape)
-        xc = x - x.mean(axis=self.axes, keepdims=True)
+        gy, y, xc = self._kept(gy), self._kept(self.saved_output()), self._centred()
         return (gy * xc / (y * (self.n - self.correction)),)
 
 
