@@ -78,7 +78,7 @@ class DistributedDataParallel(Module):
         broadcast_buffers: before each training forward, copy rank 0's buffers (BatchNorm's
             running statistics) to every rank.
         bucket_cap_mb: the size of a gradient bucket in MiB (the first bucket holds at most
-            1 MiB, to start communicating early).
+            1 MiB, to start communicating early); None means 25.
         find_unused_parameters: look, after each forward, for parameters the output does not
             depend on and count them as ready (with a zero contribution); without it such a
             parameter makes the next forward raise an error naming it.
@@ -114,11 +114,13 @@ class DistributedDataParallel(Module):
         dim: int = 0,
         broadcast_buffers: bool = True,
         process_group: Any = None,
-        bucket_cap_mb: float = 25,
+        bucket_cap_mb: float | None = 25,
         find_unused_parameters: bool = False,
         gradient_as_bucket_view: bool = False,
     ) -> None:
         super().__init__()
+        if bucket_cap_mb is None:  # (as PyTorch: the default)
+            bucket_cap_mb = 25
         if not isinstance(module, Module):
             raise TypeError(
                 f"DistributedDataParallel: module must be a deltaprop.nn.Module, got "
