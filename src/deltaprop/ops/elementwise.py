@@ -18,11 +18,15 @@ from deltaprop.tensor import Function, Tensor, _make, float32
 
 
 class BinaryFunction(Function):
-    """A binary op that broadcasts: clear shape errors, shared by the arithmetic ops."""
+    """A binary op that broadcasts, shared by the arithmetic ops: a Python number or array
+    operand becomes a constant Tensor (:func:`as_operands`), clear shape errors, PyTorch's dtype
+    promotion."""
 
     op = "binary"
 
-    def apply(self, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+    def apply(self, a: Any, b: Any) -> Tensor:  # type: ignore[override]
+        if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+            a, b = as_operands(a, b)
         if a.data.shape != b.data.shape:
             check_broadcast(self.op, f"shapes {a.shape} and {b.shape}", a.shape, b.shape)
         if a.data.dtype != b.data.dtype:
@@ -155,17 +159,14 @@ class PowFunction(BinaryFunction):
 
 
 def add(a: Any, b: Any) -> Tensor:
-    a, b = as_operands(a, b)
     return AddFunction().apply(a, b)
 
 
 def sub(a: Any, b: Any) -> Tensor:
-    a, b = as_operands(a, b)
     return SubFunction().apply(a, b)
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    a, b = as_operands(a, b)
     return MulFunction().apply(a, b)
 
 
@@ -184,7 +185,6 @@ def pow(a: Any, b: Any) -> Tensor:
     """``a ** b``; a constant exponent uses the cheaper :class:`PowConstFunction`."""
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
         return PowConstFunction(b).apply(a)
-    a, b = as_operands(a, b)
     return PowFunction().apply(a, b)
 
 
@@ -349,12 +349,10 @@ def abs(x: Tensor) -> Tensor:
 
 
 def maximum(a: Any, b: Any) -> Tensor:
-    a, b = as_operands(a, b)
     return MaximumFunction().apply(a, b)
 
 
 def minimum(a: Any, b: Any) -> Tensor:
-    a, b = as_operands(a, b)
     return MinimumFunction().apply(a, b)
 
 
