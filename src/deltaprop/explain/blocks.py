@@ -55,6 +55,25 @@ class Equation:
     answer: Answer | None = None
     symbolic: int = 1
 
+    def as_text(self) -> str:
+        """The line as plain text, its note in brackets at the end."""
+        parts = [s.text for s in self.sides]
+        out = parts[0] + (self.rel.text if len(parts) > 1 else "") + " = ".join(parts[1:])
+        return out + (f"   ({self.note})" if self.note else "")
+
+
+@dataclass
+class Blank:
+    """One quantity a worksheet asks for: its number on the sheet, the answer and the full line."""
+
+    number: int
+    answer: Answer
+    line: Equation
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.answer.step, self.answer.name)
+
 
 @dataclass
 class Equations:

@@ -359,7 +359,6 @@ def _run_exercise(args: argparse.Namespace, spec: Any) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     from deltaprop.explain import explain_spec
     from deltaprop.explain.exercise import grade, read_answers
-    from deltaprop.explain.render import eq_text
 
     if not 1 <= args.tolerance <= 15:
         raise CommandError(
@@ -384,7 +383,7 @@ def _run_check(args: argparse.Namespace) -> int:
             f"step {bl.answer.step}: " if len(tr.steps if hasattr(tr, "steps") else []) > 1 else ""
         )
         print(f"  ({bl.number}) {step}{bl.answer.name}: {wrote}, correct {bl.answer.value:.8g}")
-        print(f"      {eq_text(bl.line)}")
+        print(f"      {bl.line.as_text()}")
     return 0 if not result.wrong else 1
 
 

@@ -31,9 +31,8 @@ import numpy as np
 from deltaprop.errors import InputError
 from deltaprop.explain.blocks import (
     BLANK_KINDS,
-    Answer,
+    Blank,
     Block,
-    Equation,
     Equations,
     Figure,
     Heading,
@@ -47,19 +46,6 @@ from deltaprop.userfiles import read_toml
 
 class ExerciseError(InputError):
     """A malformed answer file or exercise option: one sentence naming the file or option."""
-
-
-@dataclass
-class Blank:
-    """One quantity asked for: its number on the sheet, the answer and the full line."""
-
-    number: int
-    answer: Answer
-    line: Equation
-
-    @property
-    def key(self) -> tuple[int, str]:
-        return (self.answer.step, self.answer.name)
 
 
 def parse_blanks(text: str) -> frozenset[str]:

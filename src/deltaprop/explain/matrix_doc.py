@@ -10,6 +10,8 @@ the notes' layout asks for it.
 
 from __future__ import annotations
 
+import numpy as np
+
 from deltaprop.explain.blocks import (
     ARROW_REL,
     Block,
@@ -40,6 +42,31 @@ def _sym(base: str, layer: int) -> M:
 
 def _prev(rec: LayerRecord) -> M:
     return M("X", "X") if rec.index == 0 else _sym("O", rec.index)
+
+
+def _delta_sym(base: str, layer: int) -> M:
+    return M(f"Delta {base}{layer}", rf"\Delta {base}_{{{layer}}}")
+
+
+def _new_sym(base: str, layer: int) -> M:
+    return M(f"{base}{layer} (new)", rf"{base}_{{{layer}}}^{{\mathrm{{new}}}}")
+
+
+def _weight_matrix(label: M, weights: np.ndarray, rec: LayerRecord, kind: str = "") -> Matrix:
+    """A layer's weights (or their gradient) inputs x neurons: the engine's, transposed."""
+    return Matrix(label, weights.T, rec.in_names, rec.names, kind=kind)
+
+
+def _bias_row(label: M, biases: np.ndarray, rec: LayerRecord, kind: str = "") -> Matrix:
+    """A layer's biases (or their gradient) as one row."""
+    return Matrix(label, biases[None], None, rec.names, kind=kind)
+
+
+def _update_line(base: str, rec: LayerRecord) -> Equation:
+    """``W <- W - eta Delta W`` (or the same for ``b``)."""
+    L = rec.index + 1
+    rule = M(f"{base}{L} - eta Delta {base}{L}", rf"{base}_{{{L}}} - \eta \, \Delta {base}_{{{L}}}")
+    return Equation([_sym(base, L), rule], rel=ARROW_REL, refs=_refs(rec))
 
 
 _LOCAL = {
@@ -85,10 +112,10 @@ def forward(c: Ctx, rec: LayerRecord) -> list[Block]:
             rec.in_names,
             kind="forward" if rec.index else "",
         ),
-        Matrix(_sym("W", L), rec.weights.T, rec.in_names, rec.names),
+        _weight_matrix(_sym("W", L), rec.weights, rec),
     ]
     if rec.biases is not None:
-        blocks.append(Matrix(_sym("b", L), rec.biases[None], None, rec.names))
+        blocks.append(_bias_row(_sym("b", L), rec.biases, rec))
     blocks += [
         Matrix(_sym("I", L), rec.net, samples, rec.names, kind="forward"),
         Matrix(_sym("O", L), rec.out, samples, rec.names, kind="forward"),
@@ -135,7 +162,7 @@ def backward(c: Ctx, rec: LayerRecord) -> list[Block]:
         Equation([_sym("D", L), rule], refs=refs),
         Equation(
             [
-                M(f"Delta W{L}", rf"\Delta W_{{{L}}}"),
+                _delta_sym("W", L),
                 M(f"{_prev(rec).text}^T D{L}", f"{_prev(rec).tex}^T D_{{{L}}}"),
             ],
             refs=refs,
@@ -145,13 +172,7 @@ def backward(c: Ctx, rec: LayerRecord) -> list[Block]:
         Para(c.w("matrix_bwd")),
         Equations(eqs),
         Matrix(_sym("D", L), rec.delta, samples, rec.names, kind="deltas"),
-        Matrix(
-            M(f"Delta W{L}", rf"\Delta W_{{{L}}}"),
-            rec.weight_grad.T,
-            rec.in_names,
-            rec.names,
-            kind="gradients",
-        ),
+        _weight_matrix(_delta_sym("W", L), rec.weight_grad, rec, kind="gradients"),
     ]
     if rec.bias_grad is not None:
         blocks.append(
@@ -159,7 +180,7 @@ def backward(c: Ctx, rec: LayerRecord) -> list[Block]:
                 [
                     Equation(
                         [
-                            M(f"Delta b{L}", rf"\Delta b_{{{L}}}"),
+                            _delta_sym("b", L),
                             M(f"sum_rows D{L}", rf"\sum_{{\mathrm{{rows}}}} D_{{{L}}}"),
                         ],
                         refs=refs,
@@ -167,15 +188,7 @@ def backward(c: Ctx, rec: LayerRecord) -> list[Block]:
                 ]
             )
         )
-        blocks.append(
-            Matrix(
-                M(f"Delta b{L}", rf"\Delta b_{{{L}}}"),
-                rec.bias_grad[None],
-                None,
-                rec.names,
-                kind="gradients",
-            )
-        )
+        blocks.append(_bias_row(_delta_sym("b", L), rec.bias_grad, rec, kind="gradients"))
     return blocks
 
 
@@ -186,47 +199,15 @@ def update(c: Ctx) -> list[Block]:
         if rec.type != "linear":
             continue
         L = rec.index + 1
-        lines = [
-            Equation(
-                [
-                    _sym("W", L),
-                    M(f"W{L} - eta Delta W{L}", rf"W_{{{L}}} - \eta \, \Delta W_{{{L}}}"),
-                ],
-                rel=ARROW_REL,
-                refs=_refs(rec),
-            )
-        ]
+        lines = [_update_line("W", rec)]
         if rec.biases is not None and c.tr.train_biases:
-            lines.append(
-                Equation(
-                    [
-                        _sym("b", L),
-                        M(f"b{L} - eta Delta b{L}", rf"b_{{{L}}} - \eta \, \Delta b_{{{L}}}"),
-                    ],
-                    rel=ARROW_REL,
-                    refs=_refs(rec),
-                )
-            )
+            lines.append(_update_line("b", rec))
         blocks += [
             Equations(lines),
-            Matrix(
-                M(f"W{L} (new)", rf"W_{{{L}}}^{{\mathrm{{new}}}}"),
-                rec.weights_after.T,
-                rec.in_names,
-                rec.names,
-                kind="updates",
-            ),
+            _weight_matrix(_new_sym("W", L), rec.weights_after, rec, kind="updates"),
         ]
         if rec.biases_after is not None:
-            blocks.append(
-                Matrix(
-                    M(f"b{L} (new)", rf"b_{{{L}}}^{{\mathrm{{new}}}}"),
-                    rec.biases_after[None],
-                    None,
-                    rec.names,
-                    kind="updates",
-                )
-            )
+            blocks.append(_bias_row(_new_sym("b", L), rec.biases_after, rec, kind="updates"))
     return blocks
 
 

@@ -283,31 +283,20 @@ def param_rows(rec: LayerRecord) -> list[tuple[M, float, float, float, bool, str
                 for j, name in enumerate(rec.names)
             ]
         return out
-    out = []
-    for idx in np.ndindex(rec.weights.shape):
-        out.append(
-            (
-                layer_doc.param_label(rec, idx, False),
-                rec.weights[idx],
-                rec.weight_grad[idx],
-                rec.weights_after[idx],
-                False,
-                "",
-            )
-        )
+    out = _entry_rows(rec, rec.weights, rec.weight_grad, rec.weights_after, False)
     if rec.biases is not None:
-        for idx in np.ndindex(rec.biases.shape):
-            out.append(
-                (
-                    layer_doc.param_label(rec, idx, True),
-                    rec.biases[idx],
-                    rec.bias_grad[idx],
-                    rec.biases_after[idx],
-                    True,
-                    "",
-                )
-            )
+        out += _entry_rows(rec, rec.biases, rec.bias_grad, rec.biases_after, True)
     return out
+
+
+def _entry_rows(
+    rec: LayerRecord, before: np.ndarray, grad: np.ndarray, after: np.ndarray, is_bias: bool
+) -> list[tuple[M, float, float, float, bool, str]]:
+    """The rows of :func:`param_rows` for each entry of one parameter tensor of a layer."""
+    return [
+        (layer_doc.param_label(rec, idx, is_bias), before[idx], grad[idx], after[idx], is_bias, "")
+        for idx in np.ndindex(before.shape)
+    ]
 
 
 def update_blocks(c: Ctx) -> list[Block]:

@@ -10,6 +10,8 @@ the mask, the scaling ``1/(1 - p)`` and the gradient through the mask. The stati
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from deltaprop.explain import dense_doc
@@ -429,27 +431,17 @@ def _dropout_forward(c: Ctx, rec: LayerRecord) -> list[Block]:
             *feature_maps("mask", "m", rec.mask, c.step, ""),
             *feature_maps("out = x * mask", "y", rec.out, c.step, "forward"),
         ]
-    x, mask, y = c.rows(rec.input), c.rows(rec.mask), c.rows(rec.out)
-    lines = []
-    for k in c.shown:
-        s = c.sample(k)
-        for j, name in enumerate(rec.names):
-            F = c.F.at(x[k, j], mask[k, j], y[k, j])
-            mj = sub("m", "m", name, s)
-            lines.append(
-                Equation(
-                    [
-                        val(name, s),
-                        cat(val(rec.in_names[j], s), TIMES, mj),
-                        cat(F.n(x[k, j], True), TIMES, F.n(mask[k, j], True)),
-                        F.n(y[k, j]),
-                    ],
-                    refs=(u(rec.index, j), edge_ref(rec.index, j, j), u(rec.index + 1, j)),
-                    answer=c.answer(val(name, s).text, "forward", y[k, j]),
-                    note=c.w("dropped") if mask[k, j] == 0 else "",
-                )
-            )
-    return blocks + [Equations(lines)]
+    return blocks + [
+        _mask_lines(
+            c,
+            rec,
+            rec.input,
+            rec.out,
+            "forward",
+            lambda j, s: (val(rec.names[j], s), val(rec.in_names[j], s)),
+            dropped=c.w("dropped"),
+        )
+    ]
 
 
 def _dropout_backward(c: Ctx, rec: LayerRecord) -> list[Block]:
@@ -457,23 +449,49 @@ def _dropout_backward(c: Ctx, rec: LayerRecord) -> list[Block]:
     if not rec.names or rec.input_grad is None:
         grads = rec.input_grad if rec.input_grad is not None else rec.delta * rec.mask
         return blocks + [*feature_maps("dE/dx = dE/dy * mask", "dx", grads, c.step, "deltas")]
-    dy, mask, dx = c.rows(rec.delta), c.rows(rec.mask), c.rows(rec.input_grad)
+    return blocks + [
+        _mask_lines(
+            c,
+            rec,
+            rec.delta,
+            rec.input_grad,
+            "deltas",
+            lambda j, s: (dE(val(rec.in_names[j], s)), dE(val(rec.names[j], s))),
+        )
+    ]
+
+
+def _mask_lines(
+    c: Ctx,
+    rec: LayerRecord,
+    given: np.ndarray,
+    result: np.ndarray,
+    kind: str,
+    symbols: Callable[[int, str], tuple[M, M]],
+    dropped: str = "",
+) -> Equations:
+    """``result = given * m`` for each shown sample and unit of a dropout layer: its forward
+    pass (``y = x * m``) and its backward pass (``dE/dx = dE/dy * m``) alike. ``symbols(j, s)``
+    gives the line's left side and the symbol of ``given``; ``dropped`` notes a unit the mask
+    drops."""
+    a, mask, r = c.rows(given), c.rows(rec.mask), c.rows(result)
     lines = []
     for k in c.shown:
         s = c.sample(k)
         for j, name in enumerate(rec.names):
-            F = c.F.at(dy[k, j], mask[k, j], dx[k, j])
-            lhs = dE(val(rec.in_names[j], s))
+            F = c.F.at(a[k, j], mask[k, j], r[k, j])
+            lhs, factor = symbols(j, s)
             lines.append(
                 Equation(
                     [
                         lhs,
-                        cat(dE(val(name, s)), TIMES, sub("m", "m", name, s)),
-                        cat(F.n(dy[k, j], True), TIMES, F.n(mask[k, j], True)),
-                        F.n(dx[k, j]),
+                        cat(factor, TIMES, sub("m", "m", name, s)),
+                        cat(F.n(a[k, j], True), TIMES, F.n(mask[k, j], True)),
+                        F.n(r[k, j]),
                     ],
                     refs=(u(rec.index, j), edge_ref(rec.index, j, j), u(rec.index + 1, j)),
-                    answer=c.answer(lhs.text, "deltas", dx[k, j]),
+                    answer=c.answer(lhs.text, kind, r[k, j]),
+                    note=dropped if mask[k, j] == 0 else "",
                 )
             )
-    return blocks + [Equations(lines)]
+    return Equations(lines)

@@ -15,16 +15,7 @@ import io
 import json
 from typing import Any
 
-from deltaprop.explain.blocks import (
-    Block,
-    Equation,
-    Equations,
-    Figure,
-    Heading,
-    Matrix,
-    Para,
-    Table,
-)
+from deltaprop.explain.blocks import Block, Equations, Figure, Heading, Matrix, Para, Table
 from deltaprop.explain.document import document
 from deltaprop.explain.html import render_html
 from deltaprop.explain.jsondata import to_dict
@@ -93,12 +84,6 @@ def render_blocks(
     return render_html(blocks, fragment=fragment, lang=lang)
 
 
-def eq_text(e: Equation) -> str:
-    parts = [s.text for s in e.sides]
-    out = parts[0] + (e.rel.text if len(parts) > 1 else "") + " = ".join(parts[1:])
-    return out + (f"   ({e.note})" if e.note else "")
-
-
 def cell_text(c: M | str) -> str:
     return c.text if isinstance(c, M) else c
 
@@ -132,7 +117,7 @@ def _rich_blocks(blocks: list[Block]) -> list[Any]:
             for k, e in enumerate(b.lines):
                 if k:
                     t.append("\n")
-                t.append("  " + eq_text(e))
+                t.append("  " + e.as_text())
             t.no_wrap = True
             t.overflow = "ignore"
             out.append(t)
@@ -230,7 +215,7 @@ def render_markdown(blocks: list[Block]) -> str:
         elif isinstance(b, Para):
             lines += [_md_escape(b.text), ""]
         elif isinstance(b, Equations):
-            lines += ["```text"] + [eq_text(e) for e in b.lines] + ["```", ""]
+            lines += ["```text"] + [e.as_text() for e in b.lines] + ["```", ""]
         elif isinstance(b, Table):
             if b.caption:
                 lines += [f"*{_md_escape(b.caption)}*", ""]

@@ -50,6 +50,7 @@ from deltaprop.explain.specvalues import (
     number,
     shape_str,
     string,
+    table,
 )
 from deltaprop.userfiles import available_memory, describe_bytes, read_toml
 
@@ -261,12 +262,7 @@ def check_fits(spec: NetworkSpec, where: Where) -> None:
 def _data_table(raw: dict[str, Any], where: Where) -> dict[str, Any]:
     if "data" not in raw:
         raise where.err("data", "missing table [data]; expected inputs = [...] and targets = [...]")
-    data = raw["data"]
-    if not isinstance(data, dict):
-        raise where.err("data", "expected a table with inputs and targets")
-    for key in data:
-        if key not in ("inputs", "targets"):
-            raise where.err(f"data.{key}", "unknown key; expected inputs and targets")
+    data = table(raw["data"], "data", ("inputs", "targets"), where)
     for key in ("inputs", "targets"):
         if key not in data:
             raise where.err(f"data.{key}", "missing key; expected one row per sample")
@@ -371,12 +367,7 @@ def _parse_circuit(
     for key in ("layers", "sizes", "data", "loss"):
         if key in raw:
             raise where.err(key, "a [circuit] spec has no layers, data or loss; remove this key")
-    c = raw["circuit"]
-    if not isinstance(c, dict):
-        raise where.err("circuit", "expected a table with expression and values")
-    for key in c:
-        if key not in ("expression", "values"):
-            raise where.err(f"circuit.{key}", "unknown key; expected expression and values")
+    c = table(raw["circuit"], "circuit", ("expression", "values"), where)
     if "expression" not in c:
         raise where.err("circuit.expression", 'missing key; expected e.g. "q = x + y; f = q * z"')
     expr = string(c["expression"], "circuit.expression", where)

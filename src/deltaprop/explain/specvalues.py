@@ -62,6 +62,17 @@ def choice(v: Any, key: str, choices: tuple[str, ...], where: Where) -> str:
     return v
 
 
+def table(v: Any, key: str, keys: tuple[str, ...], where: Where) -> dict[str, Any]:
+    """A table of the spec that may hold only ``keys``."""
+    what = " and ".join(keys)
+    if not isinstance(v, dict):
+        raise where.err(key, f"expected a table with {what}")
+    for k in v:
+        if k not in keys:
+            raise where.err(f"{key}.{k}", f"unknown key; expected {what}")
+    return v
+
+
 def probability(v: Any, key: str, where: Where) -> float:
     p = number(v, key, where)
     if not 0.0 <= p < 1.0:
