@@ -316,38 +316,31 @@ class Module:
 
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
-        params = d.get("_parameters")
+        params, modules, buffers = d.get("_parameters"), d.get("_modules"), d.get("_buffers")
         if isinstance(value, Parameter):
             self._free_name(name, "parameters", "_parameters")
             self.register_parameter(name, value)
-            return
-        if params is not None and name in params:
+        elif params is not None and name in params:
             params[name] = _none_only(value, f"parameter '{name}'", "deltaprop.nn.Parameter")
-            return
-        modules = d.get("_modules")
-        if isinstance(value, Module):
+        elif isinstance(value, Module):
             self._free_name(name, "module", "_modules")
             modules[name] = value
-            return
-        if modules is not None and name in modules:
+        elif modules is not None and name in modules:
             modules[name] = _none_only(value, f"child module '{name}'", "deltaprop.nn.Module")
-            return
-        buffers = d.get("_buffers")
-        if isinstance(value, Buffer):
+        elif isinstance(value, Buffer):
             if buffers is None:
                 raise AttributeError("cannot assign buffer before Module.__init__() call")
             d.pop(name, None)
             self.register_buffer(name, value, persistent=value.persistent)
-            return
-        if buffers is not None and name in buffers:
+        elif buffers is not None and name in buffers:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(
                     f"cannot assign '{type(value).__name__}' as buffer '{name}' "
                     "(deltaprop Tensor or None expected)"
                 )
             buffers[name] = self._plain(value) if value is not None else None
-            return
-        object.__setattr__(self, name, value)
+        else:
+            object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         # only called when normal lookup fails: look in the registries
