@@ -24,6 +24,7 @@ from deltaprop.explain.blocks import (
 )
 from deltaprop.explain.mathml import chunks, to_mathml
 from deltaprop.explain.notation import M
+from deltaprop.explain.words import LANGS, Words
 
 _CSS = """
 .deltaprop-explain { font-family: system-ui, -apple-system, "Segoe UI", sans-serif;
@@ -122,24 +123,6 @@ _SCRIPT = """
 })();
 """
 
-_NAV = {
-    "en": (
-        "Step through",
-        "previous line",
-        "next line",
-        "show all",
-        "Step mode: the arrow keys (left, right) or these buttons reveal the derivation line "
-        "by line.",
-    ),
-    "zh": (
-        "逐步演示",
-        "上一行",
-        "下一行",
-        "全部显示",
-        "逐步模式：用方向键（左、右）或这些按钮逐行展示推导。",
-    ),
-}
-
 
 def _h(s: str) -> str:
     return _html.escape(s, quote=True)
@@ -228,13 +211,14 @@ def render_html(blocks: list[Block], fragment: bool = False, lang: str = "en") -
     inner = "\n".join(body)
     if fragment:
         return f'<div class="deltaprop-explain"><style>{_CSS}</style>\n{inner}\n</div>'
-    start, prev, nxt, every, hint = _NAV.get(lang, _NAV["en"])
+    w = Words(lang if lang in LANGS else "en")
     nav = (
-        f'<nav class="dp-steps" hidden><button type="button" data-act="start">{start}</button>'
-        f'<button type="button" data-act="prev" aria-label="{prev}">&#9664;</button>'
-        f'<button type="button" data-act="next" aria-label="{nxt}">&#9654;</button>'
-        f'<button type="button" data-act="all">{every}</button> <span class="dp-count"></span>'
-        f" <small>{_h(hint)}</small></nav>"
+        '<nav class="dp-steps" hidden>'
+        f'<button type="button" data-act="start">{w("nav_start")}</button>'
+        f'<button type="button" data-act="prev" aria-label="{w("nav_prev")}">&#9664;</button>'
+        f'<button type="button" data-act="next" aria-label="{w("nav_next")}">&#9654;</button>'
+        f'<button type="button" data-act="all">{w("nav_all")}</button>'
+        f' <span class="dp-count"></span> <small>{_h(w("nav_hint"))}</small></nav>'
     )
     title = next((b.text for b in blocks if isinstance(b, Heading)), "deltaprop explain")
     return (
