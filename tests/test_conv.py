@@ -129,6 +129,34 @@ def test_conv2d_both_layouts_match_torch(
     )
 
 
+@pytest.mark.parametrize("layout", [BATCH_INNER, BATCH_OUTER])
+@pytest.mark.parametrize(
+    "grad",
+    [
+        (True, True, True),
+        (False, True, True),
+        (True, False, True),
+        (True, True, False),
+        (False, False, True),
+    ],
+)
+@pytest.mark.parametrize("groups,c,k", [(1, 3, 4), (2, 4, 6)])
+def test_conv2d_bias_gradient_each_path(layout, grad, groups, c, k):
+    """dL/db from the bias row of the columns (one group, weight needing its gradient: the
+    weight-gradient GEMM yields it) and from summing G (groups, or a frozen weight whose
+    columns were not saved) agree with torch, whichever inputs need gradients."""
+    x, wt, b = rand(5, c, 7, 6, seed=18), rand(k, c // groups, 3, 2, seed=19), rand(k, seed=20)
+    op_args = ((1, 2), (1, 0, 2, 1), (1, 1), groups, grad[1], layout)
+    compare(
+        lambda x, w, b: Convolution2DFunction(*op_args).apply(x, w, b),
+        lambda x, w, b: _torch_conv_asym(x, w, b, (1, 2), (1, 0, 2, 1), (1, 1), groups),
+        [x, wt, b],
+        grad=grad,
+        atol=1e-9,
+        rtol=1e-9,
+    )
+
+
 def test_conv2d_layout_choice():
     assert choose_layout(64, 28) == BATCH_OUTER  # LeNet conv1: rows of 28 are long enough
     assert choose_layout(64, 10) == BATCH_INNER  # LeNet conv2: rows of 10, batch of 64

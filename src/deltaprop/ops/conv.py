@@ -26,7 +26,11 @@ Memory layout inside the op (measured in ``benchmarks/conv_layouts.py``), one of
   each way; the output and dL/dx are transposed back to NCHW in cache-sized tiles.
 * NCHW (batch outermost): columns (N, C*kh*kw, Ho*Wo) and one GEMM per sample (a batched
   matmul) whose output is NCHW already: no transposes, which wins for wide output rows and for
-  small batches.
+  small batches. With a bias (and one group) the columns get a last row of ones and the kernels
+  the bias as a last column (``[W | b] @ [cols; 1]``), so the GEMM adds the bias and the
+  weight-gradient GEMM ``G @ [cols; 1]^T`` yields ``dL/db`` as its last column: no separate
+  pass over the output, and no sum over the batch and spatial axes of G (NumPy's reduction
+  over axes (0, 2, 3) took 0.2 ms for LeNet's first layer).
 
 :func:`choose_layout` picks by output row length and batch size. GEMMs with few rows and a long
 position axis (the first layer's (6 x 25) @ (25 x 50176)) are cut into column blocks that fit in
@@ -216,12 +220,19 @@ class Convolution2DFunction(Function):
             if any(self.padding):
                 xp = np.zeros((n, c, h + pt + pb, wd + pl + pr), dtype=x.dtype)
                 xp[:, :, pt : pt + h, pl : pl + wd] = x
-            cols = np.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+            # with a bias (one group), the columns get a last row of ones and the kernels the
+            # bias as a last column: the GEMM adds the bias, and dL/dW's GEMM yields dL/db
+            self.bias_row = b is not None and g == 1
+            rows = m + self.bias_row
+            cols = np.empty((n, g, rows, ho * wo), dtype=x.dtype)
+            fields = cols[:, :, :m].reshape(n, c, kh, kw, ho, wo)  # a view: splits axes only
             for i, j, si, sj in self._offsets((ho, wo), kh, kw):
-                cols[:, :, i, j] = xp[:, :, si, sj]
-            cols = cols.reshape(n, g, m, ho * wo)
+                fields[:, :, i, j] = xp[:, :, si, sj]
+            if self.bias_row:
+                cols[:, 0, m] = 1
+                w3 = np.concatenate((w3, b.reshape(1, k, 1)), axis=2)
             np.matmul(w3, cols, out=out.reshape(n, g, k // g, ho * wo))
-            if b is not None:
+            if b is not None and not self.bias_row:
                 out += b.reshape(k, 1, 1)
         self.cols = cols if self.save_cols else None
         return out
@@ -247,8 +258,12 @@ class Convolution2DFunction(Function):
                 gw = _matmul_nt(gk, cols)
             else:  # per sample, then summed over the batch
                 gw = np.matmul(gk, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+                if self.bias_row:  # the last column: dL/db = G @ ones
+                    if len(self.needs_grad) > 2 and self.needs_grad[2]:
+                        gb = gw[0, :, m].copy()
+                    gw = gw[:, :, :m]
             gw = gw.reshape(w.shape)
-        if len(self.needs_grad) > 2 and self.needs_grad[2]:
+        if len(self.needs_grad) > 2 and self.needs_grad[2] and gb is None:
             gb = gk.reshape(k, -1).sum(axis=1) if inner else gy.sum(axis=(0, 2, 3))
         if self.needs_grad[0]:
             wt = w.reshape(g, k // g, m).transpose(0, 2, 1)
