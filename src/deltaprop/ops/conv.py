@@ -57,6 +57,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from deltaprop.errors import ShapeError
 from deltaprop.ops.common import as_tensor, conv_output_size, int_pair, pad2d, window_slices
@@ -188,6 +189,17 @@ class Convolution2DFunction(Function):
             conv_output_size(w, kw, self.stride[1], (pl, pr), self.dilation[1]),
         )
 
+    def _windows(self, xp: np.ndarray, axis: int, kernel: tuple[int, int], out_hw) -> np.ndarray:
+        """Read-only view of every receptive field of ``xp``, whose (H, W) axes are ``axis``
+        and ``axis + 1``: those two become (kh, kw, Ho, Wo), element ``[u, v, i, j]`` being
+        ``xp[s i + d u, s j + d v]``. One copy of this view is the whole im2col (the same
+        values as one strided slice per kernel offset, without kh*kw separate copies)."""
+        rs, cs = xp.strides[axis], xp.strides[axis + 1]
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        shape = xp.shape[:axis] + tuple(kernel) + tuple(out_hw) + xp.shape[axis + 2 :]
+        strides = xp.strides[:axis] + (dh * rs, dw * cs, sh * rs, sw * cs) + xp.strides[axis + 2 :]
+        return as_strided(xp, shape, strides, writeable=False)
+
     def _offsets(self, out_hw: tuple[int, int], kh: int, kw: int):
         """(i, j, row slice, column slice) of every kernel offset, for im2col and col2im."""
         for i in range(kh):
@@ -210,8 +222,7 @@ class Convolution2DFunction(Function):
             )
             xp[:, pt : pt + h, pl : pl + wd] = x.transpose(1, 2, 3, 0)
             cols = np.empty((c, kh, kw, ho, wo, n), dtype=x.dtype)
-            for i, j, si, sj in self._offsets((ho, wo), kh, kw):
-                cols[:, i, j] = xp[:, si, sj]
+            np.copyto(cols, self._windows(xp, 1, (kh, kw), (ho, wo)))
             cols = cols.reshape(g, m, ho * wo * n)
             y = _matmul_cols(w3, cols)  # (G, K/G, Ho*Wo*N)
             _batch_first(y.reshape(k, ho, wo, n), out, b)
@@ -226,8 +237,7 @@ class Convolution2DFunction(Function):
             rows = m + self.bias_row
             cols = np.empty((n, g, rows, ho * wo), dtype=x.dtype)
             fields = cols[:, :, :m].reshape(n, c, kh, kw, ho, wo)  # a view: splits axes only
-            for i, j, si, sj in self._offsets((ho, wo), kh, kw):
-                fields[:, :, i, j] = xp[:, :, si, sj]
+            np.copyto(fields, self._windows(xp, 2, (kh, kw), (ho, wo)))
             if self.bias_row:
                 cols[:, 0, m] = 1
                 w3 = np.concatenate((w3, b.reshape(1, k, 1)), axis=2)
