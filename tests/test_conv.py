@@ -157,6 +157,51 @@ def test_conv2d_bias_gradient_each_path(layout, grad, groups, c, k):
     )
 
 
+@pytest.mark.parametrize(
+    "hw,kernel,stride,dilation",
+    [
+        ((7, 6), (3, 2), (1, 1), (1, 1)),
+        ((9, 8), (2, 3), (2, 3), (2, 1)),
+        ((5, 11), (5, 1), (1, 4), (1, 3)),
+    ],
+)
+@pytest.mark.parametrize("axis", [1, 2])
+def test_conv2d_window_view_is_every_offsets_slice(hw, kernel, stride, dilation, axis):
+    """The im2col view: element [..., u, v, i, j, ...] is xp[s i + d u, s j + d v], the same
+    as the strided slice of kernel offset (u, v), also for a non-contiguous array."""
+    from deltaprop.ops.common import conv_output_size, window_slices
+
+    base = rand(3, *hw, 5, 4, seed=41)  # (A, H, W, B, 4): sliced below to a strided array
+    xp = base[..., 1] if axis == 1 else base[..., 1].transpose(0, 3, 1, 2)  # (H, W) at axis
+    out_hw = tuple(conv_output_size(*a) for a in zip(hw, kernel, stride, (0, 0), dilation))
+    op = Convolution2DFunction(stride, (0, 0, 0, 0), dilation)
+    view = op._windows(xp, axis, kernel, out_hw)
+    assert not view.flags.writeable
+    for u in range(kernel[0]):
+        for v in range(kernel[1]):
+            si, sj = window_slices(u, v, out_hw, stride, dilation)
+            index = (slice(None),) * axis
+            np.testing.assert_array_equal(view[index + (u, v)], xp[index + (si, sj)])
+
+
+@pytest.mark.parametrize("layout", [BATCH_INNER, BATCH_OUTER])
+@pytest.mark.parametrize("padding", [(0, 0, 0, 0), (1, 0, 0, 2)])
+def test_conv2d_non_contiguous_input_matches_torch(layout, padding):
+    """A transposed (non-contiguous) input: without padding the windows are read from it
+    directly."""
+    x = rand(6, 3, 8, 7, seed=42).transpose(0, 1, 3, 2)  # (6, 3, 7, 8), not C-contiguous
+    wt, b = rand(4, 3, 3, 2, seed=43), rand(4, seed=44)
+    op_args = ((2, 1), padding, (1, 2), 1, True, layout)
+
+    def dp_fn(x, w, b):
+        return Convolution2DFunction(*op_args).apply(x.transpose(2, 3), w, b)
+
+    def torch_fn(x, w, b):
+        return _torch_conv_asym(x.transpose(2, 3), w, b, (2, 1), padding, (1, 2), 1)
+
+    compare(dp_fn, torch_fn, [np.ascontiguousarray(x.transpose(0, 1, 3, 2)), wt, b])
+
+
 def test_conv2d_layout_choice():
     assert choose_layout(64, 28) == BATCH_OUTER  # LeNet conv1: rows of 28 are long enough
     assert choose_layout(64, 10) == BATCH_INNER  # LeNet conv2: rows of 10, batch of 64
