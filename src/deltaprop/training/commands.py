@@ -197,7 +197,8 @@ def _train(args: argparse.Namespace) -> int:
     from deltaprop.distributed.training import current_world
     from deltaprop.training.trainer import TrainingInterrupted, train
 
-    writer = current_world() is None or current_world().is_writer
+    world = current_world()
+    writer = world is None or world.is_writer
     settings = settings_from_args(args)
     if args.resume and not args.out:
         raise CommandError("--resume needs --out, the directory of the run to continue")
@@ -213,7 +214,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     except TrainingInterrupted as e:
         if writer:
-            print(f"{e}\nresume with: deltaprop train --out {out} --resume", file=sys.stderr)
+            nproc = f"--nproc {world.size} " if world is not None else ""
+            print(f"{e}\nresume with: deltaprop train {nproc}--out {out} --resume", file=sys.stderr)
         return 130
     except DivergenceError as e:  # the settings were valid; training blew up (exit status 3)
         print(f"deltaprop train: error: {sentence(e)}", file=sys.stderr)

@@ -79,10 +79,11 @@ class sigint_requests_stop:
             if self.run._stop:  # second Ctrl-C: abort now
                 raise KeyboardInterrupt
             self.run.request_stop()
-            print(
-                "\nstopping after this batch to save a checkpoint (Ctrl-C again to abort)",
-                file=sys.stderr,
-            )
+            if self.run.is_writer:  # one message per job, not one per process
+                print(
+                    "\nstopping after this batch to save a checkpoint (Ctrl-C again to abort)",
+                    file=sys.stderr,
+                )
 
         signal.signal(signal.SIGINT, handler)
 
