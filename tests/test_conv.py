@@ -202,6 +202,50 @@ def test_conv2d_non_contiguous_input_matches_torch(layout, padding):
     compare(dp_fn, torch_fn, [np.ascontiguousarray(x.transpose(0, 1, 3, 2)), wt, b])
 
 
+@pytest.mark.parametrize("chunk_samples", [1, 2, 3, 7, 64])
+@pytest.mark.parametrize("bias,groups", [(True, 1), (False, 1), (True, 2)])
+def test_conv2d_batch_chunks_match_torch(monkeypatch, chunk_samples, bias, groups):
+    """NCHW layout: the columns are unrolled a chunk of the batch at a time (forward, and again
+    for dL/dW); chunks of 1, 2, 3 and 7 of 7 samples (a ragged last chunk) and one chunk
+    give torch's values and gradients."""
+    import deltaprop.ops.conv as conv_module
+
+    c, k, kernel = 4, 6, (3, 2)
+    rows = c // groups * kernel[0] * kernel[1] + (bias and groups == 1)
+    ho, wo = 3, 4  # 6 x 7 input, padding (1, 0, 0, 1), stride (1, 2), dilation (2, 1)
+    per_sample = groups * rows * ho * wo * 8
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", per_sample * chunk_samples)
+    x, wt, b = rand(7, c, 6, 7, seed=45), rand(k, c // groups, *kernel, seed=46), rand(k, seed=47)
+    op_args = ((1, 2), (1, 0, 0, 1), (2, 1), groups, True, BATCH_OUTER)
+
+    def dp_fn(x, w, b):
+        y = Convolution2DFunction(*op_args).apply(x, w, *([b] if bias else []))
+        assert y.shape[2:] == (ho, wo)
+        return y
+
+    compare(
+        dp_fn,
+        lambda x, w, b: _torch_conv_asym(
+            x, w, b if bias else None, (1, 2), (1, 0, 0, 1), (2, 1), groups
+        ),
+        [x, wt, b],
+        grad=(True, True, bias),
+        atol=1e-9,
+        rtol=1e-9,
+    )
+
+
+def test_conv2d_batch_chunks_gradcheck(monkeypatch):
+    import deltaprop.ops.conv as conv_module
+
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)  # one sample per chunk
+    x = dp.tensor(rand(3, 2, 5, 4, seed=48), dtype=dp.float64, requires_grad=True)
+    w = dp.tensor(rand(3, 2, 2, 3, seed=49), dtype=dp.float64, requires_grad=True)
+    b = dp.tensor(rand(3, seed=50), dtype=dp.float64, requires_grad=True)
+    op_args = ((1, 1), (1, 1, 0, 2), (1, 1), 1, True, BATCH_OUTER)
+    assert dp.gradcheck(lambda x, w, b: Convolution2DFunction(*op_args).apply(x, w, b), (x, w, b))
+
+
 def test_conv2d_layout_choice():
     assert choose_layout(64, 28) == BATCH_OUTER  # LeNet conv1: rows of 28 are long enough
     assert choose_layout(64, 10) == BATCH_INNER  # LeNet conv2: rows of 10, batch of 64

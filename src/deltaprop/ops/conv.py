@@ -30,12 +30,17 @@ Memory layout inside the op (measured in ``benchmarks/conv_layouts.py``), one of
   the bias as a last column (``[W | b] @ [cols; 1]``), so the GEMM adds the bias and the
   weight-gradient GEMM ``G @ [cols; 1]^T`` yields ``dL/db`` as its last column: no separate
   pass over the output, and no sum over the batch and spatial axes of G (NumPy's reduction
-  over axes (0, 2, 3) took 0.2 ms for LeNet's first layer).
+  over axes (0, 2, 3) took 0.2 ms for LeNet's first layer). The columns are unrolled a chunk
+  of the batch at a time (about ``CHUNK_BYTES``) into one reused buffer, multiplied while they
+  are in cache, and never kept: the op saves the padded input and unrolls it again, chunk by
+  chunk, for dL/dW (LeNet's first layer no longer holds 5 MB of columns from forward to
+  backward, and its step got faster).
 
 :func:`choose_layout` picks by output row length and batch size. GEMMs with few rows and a long
 position axis (the first layer's (6 x 25) @ (25 x 50176)) are cut into column blocks that fit in
-cache, which ran 2-4x faster than one big OpenBLAS call. Only the kernel offsets are looped over
-in Python, never positions or samples.
+cache, which ran 2-4x faster than one big OpenBLAS call. im2col is one copy of a strided view
+of every receptive field; col2im loops in Python over the kernel offsets, never positions or
+samples.
 
 ``Convolution2DFunction.twin`` is the same convolution composed of primitive ops (slices, stack,
 matmul): the teaching version, the second oracle of the tests, and what the engine
@@ -70,6 +75,9 @@ __all__ = [
     "BATCH_INNER",
     "BATCH_OUTER",
 ]
+
+# Bytes of unrolled columns per chunk of the batch (NCHW layout): about the L2 cache.
+CHUNK_BYTES = 1 << 20
 
 # Positions per tile when moving the batch axis from innermost back to outermost.
 _TILE = 128
@@ -234,18 +242,35 @@ class Convolution2DFunction(Function):
             # with a bias (one group), the columns get a last row of ones and the kernels the
             # bias as a last column: the GEMM adds the bias, and dL/dW's GEMM yields dL/db
             self.bias_row = b is not None and g == 1
-            rows = m + self.bias_row
-            cols = np.empty((n, g, rows, ho * wo), dtype=x.dtype)
-            fields = cols[:, :, :m].reshape(n, c, kh, kw, ho, wo)  # a view: splits axes only
-            np.copyto(fields, self._windows(xp, 2, (kh, kw), (ho, wo)))
             if self.bias_row:
-                cols[:, 0, m] = 1
                 w3 = np.concatenate((w3, b.reshape(1, k, 1)), axis=2)
-            np.matmul(w3, cols, out=out.reshape(n, g, k // g, ho * wo))
+            out4 = out.reshape(n, g, k // g, ho * wo)
+            for s, e, cols in self._column_chunks(xp, (kh, kw), (ho, wo), g):
+                np.matmul(w3, cols, out=out4[s:e])
             if b is not None and not self.bias_row:
                 out += b.reshape(k, 1, 1)
+            self.xp = xp if self.save_cols else None  # dL/dW unrolls it again, chunk by chunk
+            return out
         self.cols = cols if self.save_cols else None
         return out
+
+    def _column_chunks(self, xp, kernel, out_hw, g):
+        """(start, stop, columns (stop - start, G, rows, Ho*Wo)) over the batch in chunks of
+        about CHUNK_BYTES, the columns of each unrolled into one reused buffer."""
+        n, c = xp.shape[:2]
+        (kh, kw), (ho, wo) = kernel, out_hw
+        m = c // g * kh * kw
+        rows = m + self.bias_row
+        step = max(1, CHUNK_BYTES // (g * rows * ho * wo * xp.itemsize))
+        buf = np.empty((min(n, step), g, rows, ho * wo), dtype=xp.dtype)
+        if self.bias_row:
+            buf[:, 0, m] = 1
+        fields = buf[:, :, :m].reshape(len(buf), c, kh, kw, ho, wo)  # a view: splits axes only
+        windows = self._windows(xp, 2, kernel, out_hw)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            np.copyto(fields[: e - s], windows[s:e])
+            yield s, e, buf[: e - s]
 
     def backward(self, gy):
         x, w = self.inputs[0].data, self.inputs[1].data
@@ -261,13 +286,17 @@ class Convolution2DFunction(Function):
             gk = gy.reshape(n, g, k // g, ho * wo)
         gx = gw = gb = None
         if self.needs_grad[1]:
-            cols = self.cols
-            if cols is None:  # forward ran without saving them (weight did not need grad then)
+            saved = self.cols if inner else self.xp
+            if saved is None:  # forward ran without saving them (weight did not need grad then)
                 raise RuntimeError("conv2d: the unrolled input was not saved for dL/dweight")
             if inner:
-                gw = _matmul_nt(gk, cols)
-            else:  # per sample, then summed over the batch
-                gw = np.matmul(gk, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+                gw = _matmul_nt(gk, saved)
+            else:  # per sample, summed over the batch, chunk by chunk
+                for s, e, cols in self._column_chunks(saved, (kh, kw), (ho, wo), g):
+                    part = np.matmul(gk[s:e], cols.transpose(0, 1, 3, 2)).sum(axis=0)
+                    gw = part if gw is None else np.add(gw, part, out=gw)
+                if gw is None:  # an empty batch
+                    gw = np.zeros((g, k // g, m + self.bias_row), dtype=x.dtype)
                 if self.bias_row:  # the last column: dL/db = G @ ones
                     if len(self.needs_grad) > 2 and self.needs_grad[2]:
                         gb = gw[0, :, m].copy()
