@@ -246,6 +246,49 @@ def test_conv2d_batch_chunks_gradcheck(monkeypatch):
     assert dp.gradcheck(lambda x, w, b: Convolution2DFunction(*op_args).apply(x, w, b), (x, w, b))
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 4, 6])
+@pytest.mark.parametrize("bias,groups", [(True, 1), (False, 2)])
+def test_conv2d_row_chunks_match_torch(monkeypatch, chunk_rows, bias, groups):
+    """Batch-innermost layout: the columns are unrolled a few output rows at a time (forward,
+    and again for dL/dW); chunks of 1, 2, 4 rows of 6 (a ragged last chunk) and one chunk
+    give torch's values and gradients."""
+    import deltaprop.ops.conv as conv_module
+
+    n, c, k, kernel = 6, 4, 6, (2, 3)
+    ho, wo = 6, 4  # 7 x 8 input, padding (0, 1, 1, 0), stride (1, 2), dilation (2, 1)
+    row_bytes = c // groups * kernel[0] * kernel[1] * groups * wo * n * 8
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", row_bytes * chunk_rows)
+    x, wt, b = rand(n, c, 7, 8, seed=51), rand(k, c // groups, *kernel, seed=52), rand(k, seed=53)
+    op_args = ((1, 2), (0, 1, 1, 0), (2, 1), groups, True, BATCH_INNER)
+
+    def dp_fn(x, w, b):
+        y = Convolution2DFunction(*op_args).apply(x, w, *([b] if bias else []))
+        assert y.shape[2:] == (ho, wo)
+        return y
+
+    compare(
+        dp_fn,
+        lambda x, w, b: _torch_conv_asym(
+            x, w, b if bias else None, (1, 2), (0, 1, 1, 0), (2, 1), groups
+        ),
+        [x, wt, b],
+        grad=(True, True, bias),
+        atol=1e-9,
+        rtol=1e-9,
+    )
+
+
+def test_conv2d_row_chunks_gradcheck(monkeypatch):
+    import deltaprop.ops.conv as conv_module
+
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)  # one output row per chunk
+    x = dp.tensor(rand(4, 2, 5, 4, seed=54), dtype=dp.float64, requires_grad=True)
+    w = dp.tensor(rand(3, 2, 2, 3, seed=55), dtype=dp.float64, requires_grad=True)
+    b = dp.tensor(rand(3, seed=56), dtype=dp.float64, requires_grad=True)
+    op_args = ((1, 1), (1, 1, 0, 2), (1, 1), 1, True, BATCH_INNER)
+    assert dp.gradcheck(lambda x, w, b: Convolution2DFunction(*op_args).apply(x, w, b), (x, w, b))
+
+
 def test_conv2d_layout_choice():
     assert choose_layout(64, 28) == BATCH_OUTER  # LeNet conv1: rows of 28 are long enough
     assert choose_layout(64, 10) == BATCH_INNER  # LeNet conv2: rows of 10, batch of 64

@@ -21,26 +21,26 @@ the rows of ``W`` (K, C*kh*kw); then ``Y = W @ cols`` is the whole convolution. 
 Memory layout inside the op (measured in ``benchmarks/conv_layouts.py``), one of two:
 
 * batch innermost: the padded input is held as (C, Hp, Wp, N) and the columns as (C*kh*kw,
-  Ho*Wo*N), so each of the kh*kw im2col copies and col2im adds moves runs of N contiguous values
-  (2-4x faster than NCHW slices when output rows are short, as in LeNet's second layer); one GEMM
-  each way; the output and dL/dx are transposed back to NCHW in cache-sized tiles.
-* NCHW (batch outermost): columns (N, C*kh*kw, Ho*Wo) and one GEMM per sample (a batched
-  matmul) whose output is NCHW already: no transposes, which wins for wide output rows and for
-  small batches. With a bias (and one group) the columns get a last row of ones and the kernels
-  the bias as a last column (``[W | b] @ [cols; 1]``), so the GEMM adds the bias and the
-  weight-gradient GEMM ``G @ [cols; 1]^T`` yields ``dL/db`` as its last column: no separate
-  pass over the output, and no sum over the batch and spatial axes of G (NumPy's reduction
-  over axes (0, 2, 3) took 0.2 ms for LeNet's first layer). The columns are unrolled a chunk
-  of the batch at a time (about ``CHUNK_BYTES``) into one reused buffer, multiplied while they
-  are in cache, and never kept: the op saves the padded input and unrolls it again, chunk by
-  chunk, for dL/dW (LeNet's first layer no longer holds 5 MB of columns from forward to
-  backward, and its step got faster).
+  Ho*Wo*N), so each im2col copy and col2im add moves runs of N contiguous values (2-4x faster
+  than NCHW slices when output rows are short, as in LeNet's second layer); the columns are
+  unrolled a few output rows at a time (chunks of about ``CHUNK_BYTES``); the output and dL/dx
+  are transposed back to NCHW in cache-sized tiles.
+* NCHW (batch outermost): columns (N, C*kh*kw, Ho*Wo), unrolled a chunk of the batch at a time,
+  and one GEMM per sample (a batched matmul) whose output is NCHW already: no transposes, which
+  wins for wide output rows and for small batches. With a bias (and one group) the columns get
+  a last row of ones and the kernels the bias as a last column (``[W | b] @ [cols; 1]``), so
+  the GEMM adds the bias and the weight-gradient GEMM ``G @ [cols; 1]^T`` yields ``dL/db`` as
+  its last column: no separate pass over the output, and no sum over the batch and spatial
+  axes of G (NumPy's reduction over axes (0, 2, 3) took 0.2 ms for LeNet's first layer).
 
-:func:`choose_layout` picks by output row length and batch size. GEMMs with few rows and a long
-position axis (the first layer's (6 x 25) @ (25 x 50176)) are cut into column blocks that fit in
-cache, which ran 2-4x faster than one big OpenBLAS call. im2col is one copy of a strided view
-of every receptive field; col2im loops in Python over the kernel offsets, never positions or
-samples.
+In both, each chunk of columns is unrolled into one reused buffer (about the L2 cache) and
+multiplied while it is in cache; the columns are never kept: the op saves the padded input and
+unrolls it again, chunk by chunk, for dL/dW (LeNet-5 no longer holds its 9 MB of columns from
+forward to backward, and its training step got 5-8% faster, ``docs/benchmarks.md``). im2col is
+one copy of a strided view of every receptive field; col2im loops in Python over the kernel
+offsets, never positions or samples. :func:`choose_layout` picks the layout by output row
+length and batch size. The input gradient's GEMM with few rows and a long position axis is cut
+into column blocks that fit in cache (2-4x faster than one OpenBLAS call).
 
 ``Convolution2DFunction.twin`` is the same convolution composed of primitive ops (slices, stack,
 matmul): the teaching version, the second oracle of the tests, and what the engine
@@ -111,22 +111,6 @@ def _matmul_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _matmul_nt(g: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``g @ cols^T`` for g (G, m, P), cols (G, k, P): (G, m, k), summed over column blocks.
-
-    Computed as ``(cols @ g^T)^T``, the faster orientation for OpenBLAS here.
-    """
-    p = g.shape[-1]
-    step = column_block(g.shape[1] + cols.shape[1], g.itemsize)
-    if g.shape[0] > 1 or not step or p < 2 * step:
-        return np.matmul(cols, g.transpose(0, 2, 1)).transpose(0, 2, 1)
-    g2, c2 = g[0], cols[0]
-    acc = c2[:, :step] @ g2[:, :step].T
-    for s in range(step, p, step):
-        acc += c2[:, s : s + step] @ g2[:, s : s + step].T
-    return acc.T[None]
-
-
 # Internal layouts of the padded input and the unrolled columns (see choose_layout).
 BATCH_INNER = "batch_inner"  # (C, H, W, N): 2-D GEMMs over all positions of the batch
 BATCH_OUTER = "batch_outer"  # NCHW as given: one GEMM per sample (batched matmul)
@@ -174,7 +158,8 @@ class Convolution2DFunction(Function):
 
     Two internal layouts (``layout``, chosen by :func:`choose_layout` unless given):
     ``BATCH_INNER`` holds the padded input as (C, Hp, Wp, N) and the columns as (C*kh*kw,
-    Ho*Wo*N), one GEMM each way; ``BATCH_OUTER`` keeps NCHW, columns (N, C*kh*kw, Ho*Wo), and
+    Ho*Wo*N), in chunks of output rows; ``BATCH_OUTER`` keeps NCHW, columns (N, C*kh*kw, Ho*Wo) in
+    chunks of the batch, and
     does one GEMM per sample (a batched matmul), whose output is NCHW already.
     """
 
@@ -229,11 +214,12 @@ class Convolution2DFunction(Function):
                 (c, h + pt + pb, wd + pl + pr, n), dtype=x.dtype
             )
             xp[:, pt : pt + h, pl : pl + wd] = x.transpose(1, 2, 3, 0)
-            cols = np.empty((c, kh, kw, ho, wo, n), dtype=x.dtype)
-            np.copyto(cols, self._windows(xp, 1, (kh, kw), (ho, wo)))
-            cols = cols.reshape(g, m, ho * wo * n)
-            y = _matmul_cols(w3, cols)  # (G, K/G, Ho*Wo*N)
+            y = np.empty((g, k // g, ho * wo * n), dtype=x.dtype)
+            for s, e, cols in self._row_chunks(xp, (kh, kw), (ho, wo), g):
+                np.matmul(w3, cols, out=y[:, :, s:e])
             _batch_first(y.reshape(k, ho, wo, n), out, b)
+            self.xp = xp if self.save_cols else None  # dL/dW unrolls it again, chunk by chunk
+            return out
         else:
             xp = x
             if any(self.padding):
@@ -250,9 +236,24 @@ class Convolution2DFunction(Function):
             if b is not None and not self.bias_row:
                 out += b.reshape(k, 1, 1)
             self.xp = xp if self.save_cols else None  # dL/dW unrolls it again, chunk by chunk
-            return out
-        self.cols = cols if self.save_cols else None
         return out
+
+    def _row_chunks(self, xp, kernel, out_hw, g):
+        """(start, stop, columns (G, rows, stop - start)) over the positions (Ho, Wo, N) of the
+        batch-innermost layout in chunks of whole output rows of about CHUNK_BYTES, each
+        unrolled into one reused buffer."""
+        c, n = xp.shape[0], xp.shape[3]
+        (kh, kw), (ho, wo) = kernel, out_hw
+        m = c // g * kh * kw
+        row = wo * n  # positions per output row
+        step = max(1, CHUNK_BYTES // (g * m * row * xp.itemsize))
+        buf = np.empty(g * m * min(ho, step) * row, dtype=xp.dtype)
+        windows = self._windows(xp, 1, kernel, out_hw)  # (C, kh, kw, Ho, Wo, N)
+        for r in range(0, ho, step):
+            e = min(ho, r + step)
+            cols = buf[: g * m * (e - r) * row].reshape(c, kh, kw, e - r, wo, n)
+            np.copyto(cols, windows[:, :, :, r:e])
+            yield r * row, e * row, cols.reshape(g, m, (e - r) * row)
 
     def _column_chunks(self, xp, kernel, out_hw, g):
         """(start, stop, columns (stop - start, G, rows, Ho*Wo)) over the batch in chunks of
@@ -286,11 +287,14 @@ class Convolution2DFunction(Function):
             gk = gy.reshape(n, g, k // g, ho * wo)
         gx = gw = gb = None
         if self.needs_grad[1]:
-            saved = self.cols if inner else self.xp
-            if saved is None:  # forward ran without saving them (weight did not need grad then)
-                raise RuntimeError("conv2d: the unrolled input was not saved for dL/dweight")
-            if inner:
-                gw = _matmul_nt(gk, saved)
+            saved = self.xp
+            if saved is None:  # forward ran without saving it (weight did not need grad then)
+                raise RuntimeError("conv2d: the padded input was not saved for dL/dweight")
+            if inner:  # (cols @ G^T)^T summed over chunks: the faster orientation here
+                gwt = np.zeros((g, m, k // g), dtype=x.dtype)
+                for s, e, cols in self._row_chunks(saved, (kh, kw), (ho, wo), g):
+                    gwt += np.matmul(cols, gk[:, :, s:e].transpose(0, 2, 1))
+                gw = gwt.transpose(0, 2, 1)
             else:  # per sample, summed over the batch, chunk by chunk
                 for s, e, cols in self._column_chunks(saved, (kh, kw), (ho, wo), g):
                     part = np.matmul(gk[s:e], cols.transpose(0, 1, 3, 2)).sum(axis=0)
