@@ -158,9 +158,9 @@ class Convolution2DFunction(Function):
 
     Two internal layouts (``layout``, chosen by :func:`choose_layout` unless given):
     ``BATCH_INNER`` holds the padded input as (C, Hp, Wp, N) and the columns as (C*kh*kw,
-    Ho*Wo*N), in chunks of output rows; ``BATCH_OUTER`` keeps NCHW, columns (N, C*kh*kw, Ho*Wo) in
-    chunks of the batch, and
-    does one GEMM per sample (a batched matmul), whose output is NCHW already.
+    Ho*Wo*N), unrolled a few output rows at a time; ``BATCH_OUTER`` keeps NCHW, columns (N,
+    C*kh*kw, Ho*Wo) unrolled a chunk of the batch at a time, and one GEMM per sample (a batched
+    matmul), whose output is NCHW already.
     """
 
     def __init__(
