@@ -250,7 +250,8 @@ def test_conv2d_batch_chunks_gradcheck(monkeypatch):
 @pytest.mark.parametrize("bias,groups", [(True, 1), (False, 2)])
 def test_conv2d_row_chunks_match_torch(monkeypatch, chunk_rows, bias, groups):
     """Batch-innermost layout: the columns are unrolled a few output rows at a time (forward,
-    and again for dL/dW); chunks of 1, 2, 4 rows of 6 (a ragged last chunk) and one chunk
+    and again for dL/dW), and dL/dx's columns are made and added back as many rows at a time;
+    chunks of 1, 2, 4 rows of 6 (a ragged last chunk) and one chunk
     give torch's values and gradients."""
     import deltaprop.ops.conv as conv_module
 
@@ -258,6 +259,7 @@ def test_conv2d_row_chunks_match_torch(monkeypatch, chunk_rows, bias, groups):
     ho, wo = 6, 4  # 7 x 8 input, padding (0, 1, 1, 0), stride (1, 2), dilation (2, 1)
     row_bytes = c // groups * kernel[0] * kernel[1] * groups * wo * n * 8
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", row_bytes * chunk_rows)
+    monkeypatch.setattr(conv_module, "COL2IM_BYTES", row_bytes * chunk_rows)
     x, wt, b = rand(n, c, 7, 8, seed=51), rand(k, c // groups, *kernel, seed=52), rand(k, seed=53)
     op_args = ((1, 2), (0, 1, 1, 0), (2, 1), groups, True, BATCH_INNER)
 
@@ -282,6 +284,7 @@ def test_conv2d_row_chunks_gradcheck(monkeypatch):
     import deltaprop.ops.conv as conv_module
 
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)  # one output row per chunk
+    monkeypatch.setattr(conv_module, "COL2IM_BYTES", 1)
     x = dp.tensor(rand(4, 2, 5, 4, seed=54), dtype=dp.float64, requires_grad=True)
     w = dp.tensor(rand(3, 2, 2, 3, seed=55), dtype=dp.float64, requires_grad=True)
     b = dp.tensor(rand(3, seed=56), dtype=dp.float64, requires_grad=True)

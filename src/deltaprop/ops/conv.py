@@ -38,9 +38,10 @@ multiplied while it is in cache; the columns are never kept: the op saves the pa
 unrolls it again, chunk by chunk, for dL/dW (LeNet-5 no longer holds its 9 MB of columns from
 forward to backward, and its training step got 5-8% faster, ``docs/benchmarks.md``). im2col is
 one copy of a strided view of every receptive field; col2im loops in Python over the kernel
-offsets, never positions or samples. :func:`choose_layout` picks the layout by output row
-length and batch size. The input gradient's GEMM with few rows and a long position axis is cut
-into column blocks that fit in cache (2-4x faster than one OpenBLAS call).
+offsets, never positions or samples. In the batch-innermost layout dL/dx's columns ``W^T @ G``
+are made and added back a few output rows at a time as well (``COL2IM_BYTES``), so that they
+too never exist whole. :func:`choose_layout` picks the layout by output row length and batch
+size.
 
 ``Convolution2DFunction.twin`` is the same convolution composed of primitive ops (slices, stack,
 matmul): the teaching version, the second oracle of the tests, and what the engine
@@ -76,40 +77,14 @@ __all__ = [
     "BATCH_OUTER",
 ]
 
-# Bytes of unrolled columns per chunk of the batch (NCHW layout): about the L2 cache.
+# Bytes of unrolled columns per chunk (of the batch in NCHW, of output rows batch innermost).
+# 256 KiB to 4 MiB measured alike in the LeNet-5 step (benchmarks/conv_ab.py).
 CHUNK_BYTES = 1 << 20
+# Bytes of the input gradient's columns per chunk (batch-innermost layout).
+COL2IM_BYTES = 2 << 20
 
 # Positions per tile when moving the batch axis from innermost back to outermost.
 _TILE = 128
-
-
-# ----------------------------------------------------------------------------------------------
-# GEMM helpers (blocked over the long column axis)
-# ----------------------------------------------------------------------------------------------
-
-
-def column_block(rows: int, itemsize: int) -> int:
-    """Columns per block for a GEMM whose operands have ``rows`` rows in all and a long column
-    axis: the largest power of two whose block fits in 512 KiB, or 0 (no blocking) when that is
-    under 2048 columns (tall operands, where OpenBLAS blocks well by itself)."""
-    cols = (512 * 1024) // (rows * itemsize)
-    if cols < 2048:
-        return 0
-    return 1 << (cols.bit_length() - 1)
-
-
-def _matmul_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for a (G, m, k) and b (G, k, P) with P long: (G, m, P), in column blocks."""
-    p = b.shape[-1]
-    step = column_block(a.shape[1] + a.shape[2], b.itemsize)
-    if a.shape[0] > 1 or not step or p < 2 * step:
-        return np.matmul(a, b)
-    out = np.empty((1, a.shape[1], p), dtype=np.result_type(a, b))
-    a2, b2, o2 = a[0], b[0], out[0]
-    for s in range(0, p, step):
-        np.matmul(a2, b2[:, s : s + step], out=o2[:, s : s + step])
-    return out
-
 
 # Internal layouts of the padded input and the unrolled columns (see choose_layout).
 BATCH_INNER = "batch_inner"  # (C, H, W, N): 2-D GEMMs over all positions of the batch
@@ -182,7 +157,9 @@ class Convolution2DFunction(Function):
             conv_output_size(w, kw, self.stride[1], (pl, pr), self.dilation[1]),
         )
 
-    def _windows(self, xp: np.ndarray, axis: int, kernel: tuple[int, int], out_hw) -> np.ndarray:
+    def _windows(
+        self, xp: np.ndarray, axis: int, kernel: tuple[int, int], out_hw, writeable: bool = False
+    ) -> np.ndarray:
         """Read-only view of every receptive field of ``xp``, whose (H, W) axes are ``axis``
         and ``axis + 1``: those two become (kh, kw, Ho, Wo), element ``[u, v, i, j]`` being
         ``xp[s i + d u, s j + d v]``. One copy of this view is the whole im2col (the same
@@ -191,7 +168,7 @@ class Convolution2DFunction(Function):
         (sh, sw), (dh, dw) = self.stride, self.dilation
         shape = xp.shape[:axis] + tuple(kernel) + tuple(out_hw) + xp.shape[axis + 2 :]
         strides = xp.strides[:axis] + (dh * rs, dw * cs, sh * rs, sw * cs) + xp.strides[axis + 2 :]
-        return as_strided(xp, shape, strides, writeable=False)
+        return as_strided(xp, shape, strides, writeable=writeable)
 
     def _offsets(self, out_hw: tuple[int, int], kh: int, kw: int):
         """(i, j, row slice, column slice) of every kernel offset, for im2col and col2im."""
@@ -312,11 +289,20 @@ class Convolution2DFunction(Function):
             wt = w.reshape(g, k // g, m).transpose(0, 2, 1)
             hp, wp = h + pt + pb, wd + pl + pr
             # col2im: add each kernel offset's columns back into a padded buffer
-            if inner:
-                dcols = _matmul_cols(wt, gk).reshape(c, kh, kw, ho, wo, n)
+            if inner:  # a few output rows at a time: W^T @ G into one buffer, then col2im
                 dxp = np.zeros((c, hp, wp, n), dtype=x.dtype)
-                for i, j, si, sj in self._offsets((ho, wo), kh, kw):
-                    dxp[:, si, sj] += dcols[:, i, j]
+                fields = self._windows(dxp, 1, (kh, kw), (ho, wo), writeable=True)
+                row = wo * n
+                step = max(1, COL2IM_BYTES // (g * m * row * x.itemsize))
+                buf = np.empty(g * m * min(ho, step) * row, dtype=x.dtype)
+                for r in range(0, ho, step):
+                    e = min(ho, r + step)
+                    dcols = buf[: g * m * (e - r) * row].reshape(g, m, (e - r) * row)
+                    np.matmul(wt, gk[:, :, r * row : e * row], out=dcols)
+                    dcols = dcols.reshape(c, kh, kw, e - r, wo, n)
+                    for i in range(kh):
+                        for j in range(kw):  # one offset's fields never overlap each other
+                            fields[:, i, j, r:e] += dcols[:, i, j]
                 gx = np.empty(x.shape, dtype=x.dtype)
                 _batch_first(dxp[:, pt : pt + h, pl : pl + wd], gx)
             else:
