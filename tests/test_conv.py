@@ -292,6 +292,19 @@ def test_conv2d_row_chunks_gradcheck(monkeypatch):
     assert dp.gradcheck(lambda x, w, b: Convolution2DFunction(*op_args).apply(x, w, b), (x, w, b))
 
 
+@pytest.mark.parametrize("layout", [BATCH_INNER, BATCH_OUTER])
+def test_conv2d_empty_batch_each_layout(layout):
+    x = dp.zeros(0, 2, 5, 5, requires_grad=True)
+    w = dp.ones(3, 2, 2, 2, requires_grad=True)
+    b = dp.ones(3, requires_grad=True)
+    y = Convolution2DFunction((1, 1), (1, 0, 0, 1), (1, 1), 1, True, layout).apply(x, w, b)
+    assert y.shape == (0, 3, 5, 5)
+    y.sum().backward()
+    assert x.grad.shape == (0, 2, 5, 5)
+    assert w.grad.shape == (3, 2, 2, 2) and not w.grad.data.any()
+    assert b.grad.shape == (3,) and not b.grad.data.any()
+
+
 def test_conv2d_layout_choice():
     assert choose_layout(64, 28) == BATCH_OUTER  # LeNet conv1: rows of 28 are long enough
     assert choose_layout(64, 10) == BATCH_INNER  # LeNet conv2: rows of 10, batch of 64

@@ -160,10 +160,12 @@ class Convolution2DFunction(Function):
     def _windows(
         self, xp: np.ndarray, axis: int, kernel: tuple[int, int], out_hw, writeable: bool = False
     ) -> np.ndarray:
-        """Read-only view of every receptive field of ``xp``, whose (H, W) axes are ``axis``
-        and ``axis + 1``: those two become (kh, kw, Ho, Wo), element ``[u, v, i, j]`` being
+        """A view of every receptive field of ``xp``, whose (H, W) axes are ``axis`` and
+        ``axis + 1``: those two become (kh, kw, Ho, Wo), element ``[u, v, i, j]`` being
         ``xp[s i + d u, s j + d v]``. One copy of this view is the whole im2col (the same
-        values as one strided slice per kernel offset, without kh*kw separate copies)."""
+        values as one strided slice per kernel offset, without kh*kw separate copies). Read-only
+        unless ``writeable``: the fields overlap, so only one kernel offset's part ``[u, v]``
+        at a time may be written (col2im adds into it offset by offset)."""
         rs, cs = xp.strides[axis], xp.strides[axis + 1]
         (sh, sw), (dh, dw) = self.stride, self.dilation
         shape = xp.shape[:axis] + tuple(kernel) + tuple(out_hw) + xp.shape[axis + 2 :]
@@ -195,8 +197,6 @@ class Convolution2DFunction(Function):
             for s, e, cols in self._row_chunks(xp, (kh, kw), (ho, wo), g):
                 np.matmul(w3, cols, out=y[:, :, s:e])
             _batch_first(y.reshape(k, ho, wo, n), out, b)
-            self.xp = xp if self.save_cols else None  # dL/dW unrolls it again, chunk by chunk
-            return out
         else:
             xp = x
             if any(self.padding):
@@ -212,7 +212,7 @@ class Convolution2DFunction(Function):
                 np.matmul(w3, cols, out=out4[s:e])
             if b is not None and not self.bias_row:
                 out += b.reshape(k, 1, 1)
-            self.xp = xp if self.save_cols else None  # dL/dW unrolls it again, chunk by chunk
+        self.xp = xp if self.save_cols else None  # dL/dW unrolls it again, chunk by chunk
         return out
 
     def _row_chunks(self, xp, kernel, out_hw, g):
@@ -223,7 +223,7 @@ class Convolution2DFunction(Function):
         (kh, kw), (ho, wo) = kernel, out_hw
         m = c // g * kh * kw
         row = wo * n  # positions per output row
-        step = max(1, CHUNK_BYTES // (g * m * row * xp.itemsize))
+        step = max(1, CHUNK_BYTES // max(1, g * m * row * xp.itemsize))
         buf = np.empty(g * m * min(ho, step) * row, dtype=xp.dtype)
         windows = self._windows(xp, 1, kernel, out_hw)  # (C, kh, kw, Ho, Wo, N)
         for r in range(0, ho, step):
@@ -293,7 +293,7 @@ class Convolution2DFunction(Function):
                 dxp = np.zeros((c, hp, wp, n), dtype=x.dtype)
                 fields = self._windows(dxp, 1, (kh, kw), (ho, wo), writeable=True)
                 row = wo * n
-                step = max(1, COL2IM_BYTES // (g * m * row * x.itemsize))
+                step = max(1, COL2IM_BYTES // max(1, g * m * row * x.itemsize))
                 buf = np.empty(g * m * min(ho, step) * row, dtype=x.dtype)
                 for r in range(0, ho, step):
                     e = min(ho, r + step)
