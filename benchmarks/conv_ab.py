@@ -6,13 +6,14 @@
         --before-pool /tmp/pool_before.py --rounds 60
 
 The "before" files are older copies of ``src/deltaprop/ops/conv.py`` / ``ops/pool.py`` (from
-``git show``). They are loaded as separate modules, and each round swaps the ``forward`` and
-``backward`` methods (and the pooling fast path) of ``Convolution2DFunction`` and
-``MaxPool2DFunction`` between the two versions before timing a few steps of each: eager and
-``dp.compile``d steps of both versions and PyTorch's step alternate in one process, so a burst
-of load from other processes hits them alike. A compiled step records with the version in
-force when it is built and replays the same methods, swapped in before its rounds. Module-level
-settings the "after" code reads at call time (e.g. ``CHUNK_BYTES``) are the current file's.
+``git show``). They are loaded as separate modules, and each round swaps every function of the
+class bodies of ``Convolution2DFunction`` and ``MaxPool2DFunction`` (``__init__``,
+``forward``, ``backward`` and their helper methods) between the two versions before timing a
+few steps of each: eager and ``dp.compile``d steps of both versions and PyTorch's step
+alternate in one process, so a burst of load from other processes hits them alike. A compiled
+step records with the version in force when it is built and replays the same methods, swapped
+in before its rounds. Module-level functions are each version's own; module-level settings the
+current code reads at call time (e.g. ``CHUNK_BYTES``) are the current file's.
 Prints median and fastest round per implementation and the speed relative to PyTorch.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import os
 import statistics
 import time
@@ -30,10 +32,7 @@ import run
 import deltaprop.ops.conv as conv
 import deltaprop.ops.pool as pool
 
-_METHODS = {
-    conv.Convolution2DFunction: ("forward", "backward"),
-    pool.MaxPool2DFunction: ("forward", "backward", "_forward_2x2"),
-}
+_CLASSES = (conv.Convolution2DFunction, pool.MaxPool2DFunction)
 
 
 def _load(name: str, path: str):
@@ -44,7 +43,8 @@ def _load(name: str, path: str):
 
 
 def _methods(cls) -> dict:
-    return {n: cls.__dict__[n] for n in _METHODS.get(cls, ()) if n in cls.__dict__}
+    """Every function defined in the class body (``__init__``, ``forward``, helpers)."""
+    return {n: f for n, f in vars(cls).items() if inspect.isfunction(f)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,18 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.before_conv or args.before_pool):
         parser.error("give --before-conv and/or --before-pool")
-    after = {cls: _methods(cls) for cls in _METHODS}
+    after = {cls: _methods(cls) for cls in _CLASSES}
     before = dict(after)
     if args.before_conv:
         old = _load("conv_before", args.before_conv)
-        before[conv.Convolution2DFunction] = {
-            n: old.Convolution2DFunction.__dict__[n] for n in after[conv.Convolution2DFunction]
-        }
+        before[conv.Convolution2DFunction] = _methods(old.Convolution2DFunction)
     if args.before_pool:
         old = _load("pool_before", args.before_pool)
-        before[pool.MaxPool2DFunction] = {
-            n: old.MaxPool2DFunction.__dict__[n] for n in after[pool.MaxPool2DFunction]
-        }
+        before[pool.MaxPool2DFunction] = _methods(old.MaxPool2DFunction)
     versions = {"before": before, "after": after}
 
     def use(version: str) -> None:
