@@ -117,8 +117,9 @@ def test_ctrl_c_stops_every_rank_after_the_same_batch_and_resumes(tmp_path):
     import signal
 
     out = tmp_path / "run"
+    # small batches: an epoch lasts long enough that the signal lands before the last one ends
     cmd = [sys.executable, "-m", "deltaprop", "train", "--nproc", "2", "--epochs", "3",
-           "--batch-size", "16", "--out", str(out), "--no-progress", "--no-plots"]  # fmt: skip
+           "--batch-size", "2", "--out", str(out), "--no-progress", "--no-plots"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=mpi_env(), start_new_session=True)  # fmt: skip
     try:
