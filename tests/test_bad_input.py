@@ -345,10 +345,11 @@ def subprocess_results(root):
 def _check(argv: list[str], words: str, status: int, stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
     assert status == 2, (status, stderr)
-    last = stderr.strip().splitlines()[-1]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr  # one sentence: no usage text, no warnings before it
+    last = lines[0]
     assert last.startswith(f"deltaprop {argv[0]}: error: "), stderr
     assert words in last, last
-    assert "Warning" not in stderr
 
 
 def _name(argv: list[str]) -> str:

@@ -19,7 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from deltaprop.cliutils import sentence
+from deltaprop.cliutils import Parser, sentence
 from deltaprop.errors import CommandError, InputError
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deltaprop.onnx.commands import add_commands as add_export
     from deltaprop.training.commands import add_commands as add_training
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="deltaprop",
         description="Train, evaluate and explain neural networks with deltaprop.",
     )

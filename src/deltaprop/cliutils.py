@@ -9,7 +9,9 @@ the same in every command:
 * :func:`add_run_arguments` -- ``--run DIR`` and ``--checkpoint`` of the commands that read a
   trained run (``evaluate``, ``predict``, ``export``);
 * :func:`sentence` -- an error's message as the one sentence printed after
-  ``deltaprop COMMAND: error:``.
+  ``deltaprop COMMAND: error:``;
+* :class:`Parser` -- argparse's parser, but a usage error is one line (the sentence and where
+  the help is), not the whole usage text.
 
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="deltaprop")
@@ -29,7 +31,30 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_command", "add_run_arguments", "sentence"]
+__all__ = ["Parser", "add_command", "add_run_arguments", "sentence"]
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr, exit status 2:
+    ``deltaprop train: error: argument --seed: ... (see deltaprop train --help)``.
+    Subcommand parsers made by ``add_subparsers`` are of this class too.
+
+    >>> import contextlib, io
+    >>> p = Parser(prog="deltaprop demo")
+    >>> _ = p.add_argument("--n", type=int)
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     try:
+    ...         p.parse_args(["--n", "x"])
+    ...     except SystemExit as e:
+    ...         print(e.code)
+    2
+    >>> print(err.getvalue(), end="")
+    deltaprop demo: error: argument --n: invalid int value: 'x' (see deltaprop demo --help)
+    """
+
+    def error(self, message: str) -> Any:  # argparse's hook for usage errors
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_command(
