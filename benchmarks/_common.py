@@ -306,10 +306,17 @@ def traced_peak_mib(fn: Callable[[], object], calls: int = 3) -> float:
     NumPy reports its array buffers to tracemalloc, so for NumPy code (and deltaprop) this is
     the per-step working set; PyTorch's C++ allocator is invisible to it.
     """
+    return _traced_peak_since_start_mib(lambda: fn, calls)
+
+
+def _traced_peak_since_start_mib(prepare: Callable[[], Callable[[], object]], calls: int) -> float:
+    """Start tracemalloc, run ``prepare()`` (which returns the step and may allocate what the
+    step holds), reset the peak, call the step ``calls`` times: the peak above the start, MiB."""
     gc.collect()
     tracemalloc.start()
     try:
         start, _ = tracemalloc.get_traced_memory()
+        fn = prepare()
         tracemalloc.reset_peak()
         for _ in range(calls):
             fn()
@@ -323,21 +330,15 @@ def held_peak_mib(build: Callable[[], Callable[[], object]], warmup: int = 3, ca
     """Peak of Python-visible memory a step holds: everything allocated from building it (model,
     optimizer state, a compiled step's buffers) to the highest point of ``calls`` calls made
     after ``warmup`` calls (a compiled step records during its first calls)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        start, _ = tracemalloc.get_traced_memory()
+
+    def prepare() -> Callable[[], object]:
         fn = build()
         for _ in range(warmup):
             fn()
         gc.collect()
-        tracemalloc.reset_peak()
-        for _ in range(calls):
-            fn()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return (peak - start) / 2**20
+        return fn
+
+    return _traced_peak_since_start_mib(prepare, calls)
 
 
 # ---------------------------------------------------------------------------------------------

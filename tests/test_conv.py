@@ -216,18 +216,23 @@ def test_conv2d_batch_chunks_match_torch(monkeypatch, chunk_samples, bias, group
     per_sample = groups * rows * ho * wo * 8
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", per_sample * chunk_samples)
     x, wt, b = rand(7, c, 6, 7, seed=45), rand(k, c // groups, *kernel, seed=46), rand(k, seed=47)
-    op_args = ((1, 2), (1, 0, 0, 1), (2, 1), groups, True, BATCH_OUTER)
+    _compare_layout_with_torch(
+        x, wt, b, bias, ((1, 2), (1, 0, 0, 1), (2, 1), groups), BATCH_OUTER, (ho, wo)
+    )
+
+
+def _compare_layout_with_torch(x, wt, b, bias, geometry, layout, out_hw):
+    """Convolution2DFunction in ``layout`` with ``geometry`` = (stride, padding as (top, bottom,
+    left, right), dilation, groups) against torch: output size, values and gradients."""
 
     def dp_fn(x, w, b):
-        y = Convolution2DFunction(*op_args).apply(x, w, *([b] if bias else []))
-        assert y.shape[2:] == (ho, wo)
+        y = Convolution2DFunction(*geometry, True, layout).apply(x, w, *([b] if bias else []))
+        assert y.shape[2:] == out_hw
         return y
 
     compare(
         dp_fn,
-        lambda x, w, b: _torch_conv_asym(
-            x, w, b if bias else None, (1, 2), (1, 0, 0, 1), (2, 1), groups
-        ),
+        lambda x, w, b: _torch_conv_asym(x, w, b if bias else None, *geometry),
         [x, wt, b],
         grad=(True, True, bias),
         atol=1e-9,
@@ -261,22 +266,8 @@ def test_conv2d_row_chunks_match_torch(monkeypatch, chunk_rows, bias, groups):
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", row_bytes * chunk_rows)
     monkeypatch.setattr(conv_module, "COL2IM_BYTES", row_bytes * chunk_rows)
     x, wt, b = rand(n, c, 7, 8, seed=51), rand(k, c // groups, *kernel, seed=52), rand(k, seed=53)
-    op_args = ((1, 2), (0, 1, 1, 0), (2, 1), groups, True, BATCH_INNER)
-
-    def dp_fn(x, w, b):
-        y = Convolution2DFunction(*op_args).apply(x, w, *([b] if bias else []))
-        assert y.shape[2:] == (ho, wo)
-        return y
-
-    compare(
-        dp_fn,
-        lambda x, w, b: _torch_conv_asym(
-            x, w, b if bias else None, (1, 2), (0, 1, 1, 0), (2, 1), groups
-        ),
-        [x, wt, b],
-        grad=(True, True, bias),
-        atol=1e-9,
-        rtol=1e-9,
+    _compare_layout_with_torch(
+        x, wt, b, bias, ((1, 2), (0, 1, 1, 0), (2, 1), groups), BATCH_INNER, (ho, wo)
     )
 
 
