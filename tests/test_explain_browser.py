@@ -127,6 +127,14 @@ def _state(browser) -> dict:
     )
 
 
+def _steps(browser, limit: int):
+    """Press the right arrow up to ``limit`` times, yielding the step state after each press."""
+    body = browser.find_element(By.TAG_NAME, "body")
+    for _ in range(limit):
+        body.send_keys(Keys.ARROW_RIGHT)
+        yield _state(browser)
+
+
 def test_step_mode_with_arrow_keys_and_buttons(browser, tmp_path):
     open_page(browser, tmp_path, "mattmazur-2-2-2.toml")
     body = browser.find_element(By.TAG_NAME, "body")
@@ -167,11 +175,8 @@ def test_step_mode_with_arrow_keys_and_buttons(browser, tmp_path):
 
 def test_backward_lines_highlight_deltas_and_connections(browser, tmp_path):
     open_page(browser, tmp_path, "mattmazur-2-2-2.toml")
-    body = browser.find_element(By.TAG_NAME, "body")
     found = {}
-    for _ in range(400):
-        body.send_keys(Keys.ARROW_RIGHT)
-        s = _state(browser)
+    for s in _steps(browser, 400):
         text = s["text"] or ""
         if text.startswith("δh1") and s["refs"]:  # delta_h1 = (delta_o1 w + delta_o2 w) ...
             found["delta"] = s
@@ -197,10 +202,7 @@ def test_chinese_page_and_matrix_notation(browser, tmp_path):
         "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
     )
     assert wide
-    body = browser.find_element(By.TAG_NAME, "body")
-    for _ in range(100):  # to the first matrix line: it uses the whole first layer
-        body.send_keys(Keys.ARROW_RIGHT)
-        s = _state(browser)
+    for s in _steps(browser, 100):  # to the first matrix line: it uses the whole first layer
         if (s["text"] or "").startswith("I1"):
             break
     assert s["text"].replace(" ", "").startswith("I1=XW1+b1")
@@ -209,11 +211,8 @@ def test_chinese_page_and_matrix_notation(browser, tmp_path):
 
 def test_layer_norm_lines_highlight_their_units_only(browser, tmp_path):
     open_page(browser, tmp_path, "layernorm.toml")
-    body = browser.find_element(By.TAG_NAME, "body")
     found = {}
-    for _ in range(300):
-        body.send_keys(Keys.ARROW_RIGHT)
-        s = _state(browser)
+    for s in _steps(browser, 300):
         text = (s["text"] or "").replace(" ", "")
         if text.startswith("x^y1") and "xhat" not in found:  # xhat_y1 = (h1 - mu) / ...
             found["xhat"] = s
