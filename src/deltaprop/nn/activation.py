@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from deltaprop.nn.common import as_input, call_op
 from deltaprop.nn.module import Module
 from deltaprop.ops.activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
@@ -10,7 +12,34 @@ from deltaprop.tensor import Tensor
 __all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
 
 
-class ReLU(Module):
+class _Pointwise(Module):
+    """An activation applied element by element: ``forward`` is the op the subclass names in
+    ``_op``."""
+
+    _op: Callable[[Tensor], Tensor]
+
+    def forward(self, input: Tensor) -> Tensor:
+        return self._op(as_input(self, input))
+
+
+class _Softmax(Module):
+    """What Softmax and LogSoftmax share: ``dim``, and ``forward`` the op the subclass names in
+    ``_op`` along it."""
+
+    _op: Callable[..., Tensor]
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        return call_op(self, self._op, as_input(self, input), self.dim, _stacklevel=5)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class ReLU(_Pointwise):
     """``y = max(0, x)``; backward passes the gradient where ``x > 0``.
 
     >>> import deltaprop as dp
@@ -18,12 +47,11 @@ class ReLU(Module):
     [0.0, 2.0]
     """
 
+    _op = staticmethod(relu)
+
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
-
-    def forward(self, input: Tensor) -> Tensor:
-        return relu(as_input(self, input))
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
@@ -71,7 +99,7 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
-class Sigmoid(Module):
+class Sigmoid(_Pointwise):
     """``y = 1 / (1 + exp(-x))``; local derivative ``y (1 - y)``.
 
     >>> import deltaprop as dp
@@ -79,11 +107,10 @@ class Sigmoid(Module):
     [0.5]
     """
 
-    def forward(self, input: Tensor) -> Tensor:
-        return sigmoid(as_input(self, input))
+    _op = staticmethod(sigmoid)
 
 
-class Tanh(Module):
+class Tanh(_Pointwise):
     """``y = tanh(x)``; local derivative ``1 - y^2``.
 
     >>> import deltaprop as dp
@@ -91,11 +118,10 @@ class Tanh(Module):
     [0.0]
     """
 
-    def forward(self, input: Tensor) -> Tensor:
-        return tanh(as_input(self, input))
+    _op = staticmethod(tanh)
 
 
-class Softmax(Module):
+class Softmax(_Softmax):
     r"""``y_i = exp(x_i) / sum_k exp(x_k)`` along ``dim``; backward
     ``dx = y * (dy - sum(dy * y))``. With ``dim=None`` PyTorch's legacy choice is made
     (dim 0 for 0-, 1- and 3-D inputs, else 1) with a warning.
@@ -105,18 +131,10 @@ class Softmax(Module):
     [[0.25, 0.25, 0.25, 0.25]]
     """
 
-    def __init__(self, dim: int | None = None) -> None:
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, input: Tensor) -> Tensor:
-        return call_op(self, softmax, as_input(self, input), self.dim, _stacklevel=5)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+    _op = staticmethod(softmax)
 
 
-class LogSoftmax(Module):
+class LogSoftmax(_Softmax):
     r"""``y_i = x_i - log sum_k exp(x_k)`` along ``dim`` (computed stably); backward
     ``dx = dy - softmax(x) * sum(dy)``.
 
@@ -125,12 +143,4 @@ class LogSoftmax(Module):
     LogSoftmax(dim=1)
     """
 
-    def __init__(self, dim: int | None = None) -> None:
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, input: Tensor) -> Tensor:
-        return call_op(self, log_softmax, as_input(self, input), self.dim, _stacklevel=5)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+    _op = staticmethod(log_softmax)
