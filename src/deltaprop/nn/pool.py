@@ -15,7 +15,8 @@ __all__ = ["MaxPool2d", "AvgPool2d"]
 
 class _Pool2d(Module):
     """What both pooling layers hold and check: kernel, stride (default: the kernel), padding
-    and ceil mode; ``forward`` calls the layer's functional op with ``_op_args()``."""
+    and ceil mode; ``forward`` calls the layer's functional op (``_pool``);
+    ``extra_repr`` starts with kernel, stride and padding."""
 
     def __init__(
         self,
@@ -40,6 +41,9 @@ class _Pool2d(Module):
 
     def forward(self, input: Tensor) -> Any:
         return call_op(self, self._pool, as_input(self, input))
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class MaxPool2d(_Pool2d):
@@ -80,10 +84,7 @@ class MaxPool2d(_Pool2d):
         )  # fmt: skip
 
     def extra_repr(self) -> str:
-        return (
-            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
-        )
+        return f"{super().extra_repr()}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
 
 
 class AvgPool2d(_Pool2d):
@@ -116,6 +117,3 @@ class AvgPool2d(_Pool2d):
             input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
             self.count_include_pad, self.divisor_override,
         )  # fmt: skip
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
