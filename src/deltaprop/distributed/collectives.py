@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -151,6 +152,23 @@ def check_same_call(
     raise ShapeError(f"{where}: every rank must pass a tensor of the same shape ({listing})")
 
 
+def _checked_data(kind: str, tensor: Any, check_args: Callable[[np.ndarray], int]) -> np.ndarray:
+    """``tensor``'s array, once every rank has checked its call to the collective ``kind``.
+
+    ``check_args(data)`` checks the call's other arguments and returns its operator or root (the
+    ``arg`` that :func:`check_same_call` compares). This rank's argument error is raised after the
+    exchange, and the other ranks raise one naming this rank (see :func:`check_same_call`).
+    """
+    data, arg, problem = None, -1, None
+    try:
+        data = _check_tensor(kind, tensor)
+        arg = check_args(data)
+    except (TypeError, ValueError) as exc:
+        problem = exc
+    check_same_call(kind, kind, arg, data, problem)
+    return data
+
+
 def _as_op(op: Any) -> ReduceOp:
     if not isinstance(op, ReduceOp):
         raise TypeError(
@@ -186,19 +204,16 @@ def all_reduce(
         dist.all_reduce(t)                         # tensor([3.]) on both ranks
     """
     _check_group(group)
-    data, problem = None, None
-    try:
-        data = _check_tensor("all_reduce", tensor)
-        op = _as_op(op)
-        if op is ReduceOp.AVG and data.dtype.kind != "f":
+
+    def check_op(data: np.ndarray) -> int:
+        if _as_op(op) is ReduceOp.AVG and data.dtype.kind != "f":
             raise DTypeError(
                 f"all_reduce: ReduceOp.AVG needs a floating-point tensor, got {data.dtype} "
                 "(use SUM)"
             )
-    except (TypeError, ValueError) as exc:
-        problem = exc
-    check_same_call("all_reduce", "all_reduce", op.value if problem is None else -1, data,
-                    problem)  # fmt: skip
+        return op.value
+
+    data = _checked_data("all_reduce", tensor, check_op)
     c, MPI = comm(), mpi()
     buf = _buffer(data)
     size = c.Get_size()
@@ -229,17 +244,16 @@ def broadcast(
     _check_group(group)
     c = comm()
     size = c.Get_size()
-    data, problem = None, None
-    try:
-        data = _check_tensor("broadcast", tensor)
+
+    def check_src(data: np.ndarray) -> int:
         if isinstance(src, bool) or not isinstance(src, (int, np.integer)) or not 0 <= src < size:
             raise ValueError(
                 f"broadcast: src must be a rank between 0 and {size - 1} (the world has {size} "
                 f"processes), got {src!r}"
             )
-    except (TypeError, ValueError) as exc:
-        problem = exc
-    check_same_call("broadcast", "broadcast", -1 if problem else int(src), data, problem)
+        return int(src)
+
+    data = _checked_data("broadcast", tensor, check_src)
     buf = data if data.flags.c_contiguous and data.flags.writeable else data.copy()
 
     def finish() -> None:
@@ -264,9 +278,8 @@ def all_gather(
     _check_group(group)
     c = comm()
     size = c.Get_size()
-    data, problem = None, None
-    try:
-        data = _check_tensor("all_gather", tensor)
+
+    def check_outputs(data: np.ndarray) -> int:
         if not isinstance(tensor_list, (list, tuple)) or len(tensor_list) != size:
             got = len(tensor_list) if isinstance(tensor_list, (list, tuple)) else tensor_list
             raise ValueError(
@@ -280,9 +293,9 @@ def all_gather(
                     f"all_gather: tensor_list[{r}] has shape {out.shape} and dtype {out.dtype}; "
                     f"each must match tensor's shape {data.shape} and dtype {data.dtype}"
                 )
-    except (TypeError, ValueError) as exc:
-        problem = exc
-    check_same_call("all_gather", "all_gather", 0, data, problem)
+        return 0
+
+    data = _checked_data("all_gather", tensor, check_outputs)
     send = _as_bytes(np.ascontiguousarray(data))
     recv = np.empty((size, send.size), dtype=np.uint8)
 
