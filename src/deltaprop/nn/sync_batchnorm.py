@@ -18,7 +18,7 @@ from deltaprop.nn.common import as_input, named_error
 from deltaprop.nn.module import Module
 from deltaprop.nn.norm import _BatchNorm
 from deltaprop.ops.common import check_float, check_same_dtype
-from deltaprop.ops.norm import BatchNormFunction
+from deltaprop.ops.norm import BatchNormFunction, RunningStats
 from deltaprop.tensor import Tensor
 
 __all__ = ["SyncBatchNorm", "SyncBatchNormFunction"]
@@ -48,12 +48,10 @@ class SyncBatchNormFunction(BatchNormFunction):
 
     twin = None  # no double backward
 
-    def __init__(self, eps: float, comm: Any, has_weight: bool, has_bias: bool,
-                 running_mean: Tensor | None = None, running_var: Tensor | None = None,
-                 momentum: float | None = 0.1,
-                 num_batches_tracked: Tensor | None = None) -> None:  # fmt: skip
-        super().__init__(True, eps, has_weight, has_bias, running_mean, running_var, momentum,
-                         num_batches_tracked)  # fmt: skip
+    def __init__(
+        self, eps: float, comm: Any, has_weight: bool, has_bias: bool, running: RunningStats
+    ) -> None:
+        super().__init__(True, eps, has_weight, has_bias, running)
         self.comm = comm
 
     def forward(self, x, *params):
@@ -189,9 +187,15 @@ class SyncBatchNorm(_BatchNorm):
         except (ValueError, TypeError) as e:
             raise named_error(self, e) from None
         buffers = self._buffers  # (None when track_running_stats=False)
-        fn = SyncBatchNormFunction(float(self.eps), comm, weight is not None, bias is not None,
-                                   buffers["running_mean"], buffers["running_var"],
-                                   self.momentum, buffers["num_batches_tracked"])  # fmt: skip
+        running = RunningStats(
+            buffers["running_mean"],
+            buffers["running_var"],
+            self.momentum,
+            buffers["num_batches_tracked"],
+        )
+        fn = SyncBatchNormFunction(
+            float(self.eps), comm, weight is not None, bias is not None, running
+        )
         return fn.apply(x, *params)
 
     @classmethod

@@ -21,7 +21,7 @@ when the backward pass is recorded (``create_graph=True``), and tests compare th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -175,6 +175,17 @@ def layer_norm(
 # ----------------------------------------------------------------------------------------------
 
 
+class RunningStats(NamedTuple):
+    """The running statistics a batch norm op reads (tensors, or None) and, in training mode,
+    updates in place with ``momentum``, incrementing the ``num_batches_tracked`` counter (a
+    layer's 0-d tensor, or None)."""
+
+    mean: Tensor | None
+    var: Tensor | None
+    momentum: float | None = 0.1
+    num_batches_tracked: Tensor | None = None
+
+
 class BatchNormFunction(_NormFunction):
     """Batch normalization of ``x (N, C, *)`` per channel C.
 
@@ -184,22 +195,20 @@ class BatchNormFunction(_NormFunction):
     eval:      y = x s + (beta - mu_run s),  s = gamma / sqrt(var_run + eps);  gx = gy s
     both:      ggamma = sum gy * xhat,  gbeta = sum gy  (over N and *).
     Inputs: ``x`` then ``weight`` (if ``has_weight``) then ``bias`` (if ``has_bias``). The running
-    statistics (tensors, or None) are read by ``forward``: in training mode it updates them in
-    place, ``running = (1 - momentum) running + momentum batch_stat`` (unbiased variance), and
-    keeps the batch mean and biased variance on ``self.batch_mean`` / ``self.batch_var``; in
-    evaluation mode it normalises with a copy of them (``self.running_mean`` /
-    ``self.running_var``, arrays). All of an op's work is in ``forward``, so a replay by
-    ``deltaprop.compile`` repeats the update too.
+    statistics (``running``, a :class:`RunningStats`) are read by ``forward``: in training mode
+    it updates them in place, ``running = (1 - momentum) running + momentum batch_stat``
+    (unbiased variance), and keeps the batch mean and biased variance on ``self.batch_mean`` /
+    ``self.batch_var``; in evaluation mode it normalises with a copy of them
+    (``self.running_mean`` / ``self.running_var``, arrays). All of an op's work is in
+    ``forward``, so a replay by ``deltaprop.compile`` repeats the update too.
     """
 
-    def __init__(self, training: bool, eps: float, has_weight: bool, has_bias: bool,
-                 running_mean: Tensor | None = None, running_var: Tensor | None = None,
-                 momentum: float | None = 0.1,
-                 num_batches_tracked: Tensor | None = None) -> None:  # fmt: skip
-        self.training, self.eps, self.momentum = training, eps, momentum
+    def __init__(
+        self, training: bool, eps: float, has_weight: bool, has_bias: bool, running: RunningStats
+    ) -> None:
+        self.training, self.eps = training, eps
         self.has_weight, self.has_bias = has_weight, has_bias
-        self.running = (running_mean, running_var)
-        self.count = num_batches_tracked
+        self.running = running
 
     def forward(self, x, *params):
         w, b = self._affine(params)
@@ -236,12 +245,11 @@ class BatchNormFunction(_NormFunction):
     def update_running(self, mean: np.ndarray, var: np.ndarray, n: float) -> None:
         """The running statistics (and ``num_batches_tracked``) after a training batch of ``n``
         values per channel with mean ``mean`` and biased variance ``var``."""
-        running_mean, running_var = self.running
-        m = self.momentum
-        if self.count is not None:
-            self.count.data += 1
+        running_mean, running_var, m, count = self.running
+        if count is not None:
+            count.data += 1
             if m is None:  # cumulative moving average
-                m = 1.0 / float(self.count.data)
+                m = 1.0 / float(count.data)
         if running_mean is not None:
             rm = running_mean.data
             rm *= 1.0 - m
@@ -371,17 +379,17 @@ def batch_norm(
                 f"shape {x.shape}"
             )
         m = None if momentum is None and num_batches_tracked is not None else float(momentum)
-        fn = BatchNormFunction(True, float(eps), weight is not None, bias is not None,
-                               running_mean, running_var, m, num_batches_tracked)  # fmt: skip
+        running = RunningStats(running_mean, running_var, m, num_batches_tracked)
+        fn = BatchNormFunction(True, float(eps), weight is not None, bias is not None, running)
         return fn.apply(x, *params)
     if running_mean is None or running_var is None:
         raise InvalidArgumentError(
             "batch_norm: running_mean and running_var must be given in evaluation mode "
             "(training=False)"
         )
-    fn = BatchNormFunction(False, float(eps), weight is not None, bias is not None,
-                           running_mean, running_var)  # fmt: skip
+    running = RunningStats(running_mean, running_var)
+    fn = BatchNormFunction(False, float(eps), weight is not None, bias is not None, running)
     return fn.apply(x, *params)
 
 
-__all__ = ["layer_norm", "batch_norm", "LayerNormFunction", "BatchNormFunction"]
+__all__ = ["layer_norm", "batch_norm", "LayerNormFunction", "BatchNormFunction", "RunningStats"]
