@@ -56,8 +56,8 @@ class SyncBatchNormFunction(BatchNormFunction):
 
     def forward(self, x, *params):
         w, b = self._affine(params)
-        n_batch, c = x.shape[0], x.shape[1]
-        x3 = x.reshape(n_batch, c, -1)
+        x3 = self._by_channel(x)
+        c = x3.shape[1]
         n_local = x3.shape[0] * x3.shape[2]
         mine = np.zeros((3, c), dtype=np.float64)
         mine[0] = n_local
@@ -95,7 +95,7 @@ class SyncBatchNormFunction(BatchNormFunction):
         xs = self.inputs
         x = xs[0].data
         w, b = self._affine(xs[1:])
-        gy3 = gy.reshape(x.shape[0], x.shape[1], -1)
+        gy3 = self._by_channel(gy)
         xhat, rstd, n = self.xhat, self.rstd, self.n
         gb = gy3.sum(axis=(0, 2))
         gw = np.einsum("ncl,ncl->c", gy3, xhat)

@@ -210,10 +210,14 @@ class BatchNormFunction(_NormFunction):
         self.has_weight, self.has_bias = has_weight, has_bias
         self.running = running
 
+    @staticmethod
+    def _by_channel(a: np.ndarray) -> np.ndarray:
+        """``a (N, C, *)`` as ``(N, C, L)``: each sample's channel in one row (last axis)."""
+        return a.reshape(a.shape[0], a.shape[1], -1)
+
     def forward(self, x, *params):
         w, b = self._affine(params)
-        n_batch, c = x.shape[0], x.shape[1]
-        x3 = x.reshape(n_batch, c, -1)
+        x3 = self._by_channel(x)
         n = x3.shape[0] * x3.shape[2]
         if self.training:
             mean = x3.mean(axis=(0, 2))
@@ -263,7 +267,7 @@ class BatchNormFunction(_NormFunction):
         xs = self.inputs
         x = xs[0].data
         w, b = self._affine(xs[1:])
-        gy3 = gy.reshape(x.shape[0], x.shape[1], -1)
+        gy3 = self._by_channel(gy)
         rstd, n = self.rstd, self.n
         need_x = self.needs_grad[0]
         need_w = w is not None and self.needs_grad[1]
