@@ -1,5 +1,6 @@
 """Normalisation layers :class:`LayerNorm`, :class:`BatchNorm1d` and :class:`BatchNorm2d` (over
-:mod:`deltaprop.ops.norm`); the batch norms share :class:`_BatchNorm`."""
+:mod:`deltaprop.ops.norm`); all three share :class:`_AffineNorm`, the batch norms
+:class:`_BatchNorm`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,25 @@ from deltaprop.tensor import Tensor, _make
 __all__ = ["LayerNorm", "BatchNorm1d", "BatchNorm2d"]
 
 
-class LayerNorm(Module):
+class _AffineNorm(Module):
+    """What the normalisation layers share: ``eps``, and the learnable scale ``weight`` (ones)
+    and shift ``bias`` (zeros) of shape ``shape``, or None where disabled."""
+
+    def __init__(
+        self, shape: tuple[int, ...], eps: float, affine: bool, bias: bool, dtype: np.dtype
+    ) -> None:
+        super().__init__()
+        self.eps = eps
+        affine_parameters(self, shape, affine, bias, dtype)
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+
+class LayerNorm(_AffineNorm):
     r"""Layer normalisation over the last ``len(normalized_shape)`` dims, per sample.
 
     ``y = (x - mean) / sqrt(var + eps) * gamma + beta`` with the biased variance over the
@@ -50,22 +69,12 @@ class LayerNorm(Module):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__()
         if isinstance(normalized_shape, (int, np.integer)):
             normalized_shape = (int(normalized_shape),)
-        self.normalized_shape = tuple(
-            positive_int("LayerNorm", "normalized_shape", s) for s in normalized_shape
-        )
-        self.eps = eps
+        shape = tuple(positive_int("LayerNorm", "normalized_shape", s) for s in normalized_shape)
+        super().__init__(shape, eps, elementwise_affine, bias, parameter_dtype(device, dtype))
+        self.normalized_shape = shape
         self.elementwise_affine = elementwise_affine
-        dt = parameter_dtype(device, dtype)
-        affine_parameters(self, self.normalized_shape, elementwise_affine, bias, dt)
-
-    def reset_parameters(self) -> None:
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         params = self._parameters
@@ -81,7 +90,7 @@ class LayerNorm(Module):
         )
 
 
-class _BatchNorm(Module):
+class _BatchNorm(_AffineNorm):
     """Shared code of BatchNorm1d/2d (PyTorch's ``_BatchNorm``): parameters, running statistics,
     the momentum rule; a subclass names the input ranks it accepts in ``_expected_dims``."""
 
@@ -99,14 +108,13 @@ class _BatchNorm(Module):
         *,
         bias: bool = True,
     ) -> None:
-        super().__init__()
-        self.num_features = positive_int(self._get_name(), "num_features", num_features)
-        self.eps = eps
+        num_features = positive_int(self._get_name(), "num_features", num_features)
+        dt = parameter_dtype(device, dtype)
+        super().__init__((num_features,), eps, affine, bias, dt)
+        self.num_features = num_features
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        dt = parameter_dtype(device, dtype)
-        affine_parameters(self, (self.num_features,), affine, bias, dt)
         if track_running_stats:
             self.register_buffer("running_mean", _make(np.zeros(self.num_features, dtype=dt)))
             self.register_buffer("running_var", _make(np.ones(self.num_features, dtype=dt)))
@@ -124,10 +132,7 @@ class _BatchNorm(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        super().reset_parameters()
 
     def _check_input_dim(self, x: Tensor) -> None:
         """The input rank this layer accepts (the functional op accepts any rank >= 2)."""
