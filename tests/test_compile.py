@@ -15,7 +15,7 @@ import pytest
 import deltaprop as dp
 from deltaprop import nn, optim
 from deltaprop.compiler import CompiledStep, CompileWarning
-from deltaprop.compiler.kernels import LinearKernel, ReluKernel
+from deltaprop.compiler.kernels import LinearKernel, PassKernel, ReluKernel, ReluMaxPoolKernel
 from deltaprop.compiler.record import Recorder, Unrecordable
 from deltaprop.nn import functional as F
 
@@ -149,7 +149,7 @@ def lenet() -> nn.Module:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("build", [lenet_bn, lenet], ids=["batchnorm", "conv-relu fused"])
+@pytest.mark.parametrize("build", [lenet_bn, lenet], ids=["batchnorm", "relu-pool fused"])
 def test_lenet_sgd_is_bit_identical(build):
     (m1, o1, s1, _), (m2, o2, s2, _) = twins(
         build, lambda p: optim.SGD(p, lr=0.05, momentum=0.9), F.cross_entropy
@@ -223,6 +223,74 @@ def test_fused_linear_relu_in_place():
     prog.steps[i] = lambda: (forward(), seen.append(relus[0].out.data is linears[0].out.data))
     cs(*batches(1, (32, 8), classes=3)[0])
     assert seen == [True]
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        lambda: nn.MaxPool2d(2),
+        lambda: nn.MaxPool2d(3, stride=2, padding=1),  # overlapping windows, -inf padding
+        lambda: nn.MaxPool2d(2, ceil_mode=True),  # a last window that sticks out
+    ],
+    ids=["2x2", "3x3-overlapping", "ceil"],
+)
+def test_relu_then_max_pool_fused(pool):
+    """A ReLU read only by a max pooling moves behind it (relu and max commute): the pool runs
+    on the ReLU's input and the ReLU on the pool's output. Losses, gradients and parameters are
+    bit-identical to eager mode, also where whole windows are negative (the biases start at -1
+    so that many are)."""
+
+    def build_with_head():
+        body = nn.Sequential(
+            nn.Conv2d(2, 4, 3), nn.ReLU(), pool(), nn.Conv2d(4, 4, 3), nn.ReLU(), pool(),
+            nn.Flatten(),
+        )  # fmt: skip
+        for m in body:
+            if isinstance(m, nn.Conv2d):
+                m.bias.data -= 1.0
+        n = body(dp.zeros(1, 2, 15, 15)).shape[1]
+        return nn.Sequential(body, nn.Linear(n, 3))
+
+    (m1, o1, s1, _), (m2, o2, s2, _) = twins(
+        build_with_head, lambda p: optim.SGD(p, lr=0.1, momentum=0.9), F.cross_entropy
+    )
+    cs = dp.compile(s2)
+    le, lc = run_both(s1, cs, batches(3, (6, 2, 15, 15), classes=3), 8)
+    (prog,) = next(iter(cs._programs.values()))
+    assert sum(isinstance(k, ReluMaxPoolKernel) for k in prog.kernels) == 2
+    assert sum(isinstance(k, PassKernel) for k in prog.kernels) == 2
+    for a, b in zip(le, lc):
+        assert np.array_equal(a, b)
+    assert_same_state(m1, m2, o1, o2)
+    # the biases made windows whose maximum is negative: the case where the two orders route
+    # the (zero) gradient differently
+    x = batches(1, (6, 2, 15, 15), classes=3)[0][0]
+    first = m2[0][0](x).data
+    assert first.max() > 0 and (first < 0).mean() > 0.5
+
+
+def test_relu_read_twice_is_not_moved_behind_the_pool():
+    """When something else also reads the ReLU's output, the ReLU stays where it is."""
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.head = nn.Linear(2 * 3 * 3 + 2 * 6 * 6, 2)
+
+        def forward(self, x):
+            r = F.relu(self.conv(x))
+            p = F.max_pool2d(r, 2)
+            return self.head(dp.cat([p.flatten(1), r.flatten(1)], dim=1))
+
+    (m1, o1, s1, _), (m2, o2, s2, _) = twins(Twice, lambda p: optim.SGD(p, lr=0.1), F.cross_entropy)
+    cs = dp.compile(s2)
+    le, lc = run_both(s1, cs, batches(2, (4, 1, 8, 8), classes=2), 5)
+    (prog,) = next(iter(cs._programs.values()))
+    assert not any(isinstance(k, (ReluMaxPoolKernel, PassKernel)) for k in prog.kernels)
+    for a, b in zip(le, lc):
+        assert np.array_equal(a, b)
+    assert_same_state(m1, m2, o1, o2)
 
 
 def test_returned_tensors_are_not_overwritten_by_later_replays():

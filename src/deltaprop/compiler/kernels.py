@@ -16,6 +16,10 @@ step lowers it.
   nothing else reads, the activation runs in place on the GEMM output (the fused linear + ReLU
   / tanh), and its backward works in place where the graph shows the buffer is dead. A ReLU
   also runs in place on a convolution's output (the convolution's backward does not read it).
+* :class:`ReluMaxPoolKernel` -- a ReLU followed by a max pooling that alone reads it: the two
+  commute (``max_w relu(x) = relu(max_w x)``), so the pool runs on the ReLU's input and the ReLU
+  on the pool's output, a quarter of the size for 2x2 windows; the ReLU op itself passes its
+  input through (:class:`PassKernel`).
 * :class:`SGDKernel` -- ``SGD.step`` with momentum (no dampening, Nesterov, weight decay or
   maximize), hyperparameters read from the optimizer at every call; any other configuration
   calls the optimizer's own ``step``.
@@ -33,6 +37,7 @@ import numpy as np
 from deltaprop.ops.activation import ReluFunction, TanhFunction
 from deltaprop.ops.conv import Convolution2DFunction
 from deltaprop.ops.linear import LinearFunction, column_sums
+from deltaprop.ops.pool import MaxPool2DFunction
 from deltaprop.optim.sgd import SGD
 from deltaprop.tensor import Tensor
 
@@ -113,6 +118,51 @@ class TanhKernel:
         t = y * y
         np.subtract(1, t, out=t)
         return (gy * t,)
+
+
+class PassKernel:
+    """A ReLU whose work a :class:`ReluMaxPoolKernel` does: its output is its input's array,
+    its backward hands the gradient on unchanged (the pool's backward already masked it)."""
+
+    def __init__(self, x: Tensor, out: Tensor) -> None:
+        self.x, self.out = x, out
+
+    def forward(self) -> None:
+        self.out.data = self.x.data
+
+    def backward(self, gy: np.ndarray) -> tuple:
+        return (gy,)
+
+
+class ReluMaxPoolKernel:
+    """``MaxPool2DFunction`` after a ReLU that nothing else reads, the ReLU moved behind it.
+
+    ReLU is monotonic, so ``max_w relu(x) = relu(max_w x)`` exactly: the pool (the op's own
+    ``forward``) runs on the ReLU's input ``x``, then ``y = max(p, 0)`` in place, keeping
+    ``mask = p > 0``. Backward: the op's own ``backward`` on ``gy * mask``.
+
+    The same numbers as ReLU then pool: where a window's maximum is positive, both pick the
+    same element (the first maximum; the ReLU changes only values <= 0) and pass it ``gy``;
+    where it is not, the unfused ReLU's mask zeroes the gradient the pool routed, and here the
+    small mask zeroes it before routing: every gradient element is the same, up to the sign of
+    a zero.
+    """
+
+    def __init__(self, fn: MaxPool2DFunction, x: Tensor, out: Tensor) -> None:
+        self.fn, self.x, self.out = fn, x, out
+        self.mask: np.ndarray | None = None
+
+    def forward(self) -> None:
+        y = self.fn.forward(self.x.data)
+        self.mask = y > 0
+        np.maximum(y, 0, out=y)
+        self.out.data = y
+
+    def backward(self, gy: np.ndarray) -> tuple:
+        mask, self.mask = self.mask, None
+        grads = self.fn.backward(gy * mask)
+        self.fn.argmax = None  # what the op's forward saved, freed as the engine frees it
+        return grads
 
 
 class SGDKernel:
@@ -222,6 +272,18 @@ def select_kernels(rec: Any, sources: list, outs: list[Tensor], plans: list, pin
                 )
             ):
                 kernels[j] = (ReluKernel if kind is ReluFunction else TanhKernel)(ins[0], out)
+        elif kind is MaxPool2DFunction:
+            s = sources[j][0]
+            if (
+                s[0] == "op"
+                and type(rec.ops[s[1]].fn) is ReluFunction
+                and readers[s[1]] == 1
+                and s[1] not in pinned
+                and ins[0].data.dtype.kind == "f"
+            ):
+                relu = rec.ops[s[1]].fn
+                kernels[s[1]] = PassKernel(relu.inputs[0], outs[s[1]])
+                kernels[j] = ReluMaxPoolKernel(fn, relu.inputs[0], out)
     if len(plans) != 1:
         return kernels
     contrib: list[list[tuple[int, int]]] = [[] for _ in range(n)]
