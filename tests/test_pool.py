@@ -7,7 +7,13 @@ import pytest
 from oracle import compare, needs_torch, raises_both, rand, torch
 
 import deltaprop as dp
-from deltaprop.ops.pool import AvgPool2DFunction, MaxPool2DFunction, avg_pool2d, max_pool2d
+from deltaprop.ops.pool import (
+    AvgPool2DFunction,
+    MaxPool2DFunction,
+    PoolWindow,
+    avg_pool2d,
+    max_pool2d,
+)
 
 if torch is not None:
     import torch.nn.functional as F
@@ -215,11 +221,10 @@ def _fused_and_twin(op, x, r):
 def test_pool_fused_and_twin_agree(kind, kernel, stride, padding, dilation, out_hw):
     x = dp.tensor(INPUTS[kind]((2, 2, 7, 8)), dtype=dp.float64, requires_grad=True)
     r = dp.tensor(rand(2, 2, *out_hw, seed=8), dtype=dp.float64)
-    ops = [MaxPool2DFunction(kernel, stride, padding, dilation, out_hw)]
+    window = PoolWindow(kernel, stride, padding, dilation, out_hw)
+    ops = [MaxPool2DFunction(window)]
     if dilation == (1, 1):
-        ops += [
-            AvgPool2DFunction(kernel, stride, padding, out_hw, cip, None) for cip in (True, False)
-        ]
+        ops += [AvgPool2DFunction(window, cip, None) for cip in (True, False)]
     for op in ops:
         (fy, fg), (ty, tg) = _fused_and_twin(op, x, r)
         assert fy.shape == ty.shape == (2, 2, *out_hw)
@@ -346,7 +351,7 @@ def test_max_pool2d_2x2_fast_path_equals_general_path(kind, shape, dtype):
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8])
 def test_max_pool2d_2x2_fast_path_integers(dtype):
     x = np.random.default_rng(4).integers(0, 4, (2, 3, 6, 6)).astype(dtype)
-    op = MaxPool2DFunction((2, 2), (2, 2), (0, 0), (1, 1), (3, 3))
+    op = MaxPool2DFunction(PoolWindow((2, 2), (2, 2), (0, 0), (1, 1), (3, 3)))
     y, arg = op._forward_2x2(x)
     y0, arg0 = op._forward_offsets(x)
     assert y.dtype == dtype

@@ -41,7 +41,7 @@ input itself (no padded copy), which makes it the fast path without a separate c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,22 +49,25 @@ from deltaprop.errors import ShapeError
 from deltaprop.ops.common import as_tensor, conv_output_size, int_pair, pad2d, window_slices
 from deltaprop.tensor import Function, Tensor, _make
 
-__all__ = ["max_pool2d", "avg_pool2d", "MaxPool2DFunction", "AvgPool2DFunction"]
+__all__ = ["max_pool2d", "avg_pool2d", "MaxPool2DFunction", "AvgPool2DFunction", "PoolWindow"]
+
+
+class PoolWindow(NamedTuple):
+    """The geometry of a pooling: (kh, kw) windows moved by ``stride``, ``padding`` on each side,
+    ``dilation`` between a window's elements, and the (Ho, Wo) windows that fit."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    out_hw: tuple[int, int]
 
 
 class _Pool2DFunction(Function):
-    """Shared geometry: kernel, stride, padding, dilation and the padded input they read."""
+    """Shared geometry (a :class:`PoolWindow`) and the padded input the windows read."""
 
-    def __init__(
-        self,
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        padding: tuple[int, int],
-        dilation: tuple[int, int],
-        out_hw: tuple[int, int],
-    ) -> None:
-        self.kernel, self.stride, self.padding = kernel, stride, padding
-        self.dilation, self.out_hw = dilation, out_hw
+    def __init__(self, window: PoolWindow) -> None:
+        self.kernel, self.stride, self.padding, self.dilation, self.out_hw = window
 
     def _extent(self, h: int, w: int) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) padding so that every window lies inside the array."""
@@ -239,15 +242,11 @@ class AvgPool2DFunction(_Pool2DFunction):
     """y = sum over each window / D (zero padding).  dL/dx: gy / D to every window element."""
 
     def __init__(
-        self,
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        padding: tuple[int, int],
-        out_hw: tuple[int, int],
-        count_include_pad: bool,
-        divisor_override: int | None,
+        self, window: PoolWindow, count_include_pad: bool, divisor_override: int | None
     ) -> None:
-        super().__init__(kernel, stride, padding, (1, 1), out_hw)
+        if window.dilation != (1, 1):
+            raise ValueError(f"avg_pool2d has no dilation, got {window.dilation}")
+        super().__init__(window)
         self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def divisor(self, h: int, w: int, dtype: Any) -> np.ndarray | float:
@@ -315,8 +314,8 @@ class AvgPool2DFunction(_Pool2DFunction):
 
 def _geometry(
     op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool
-) -> tuple:
-    """Checked (kernel, stride, padding, dilation, out_hw) pairs, with PyTorch's rules."""
+) -> PoolWindow:
+    """The checked window geometry of a pooling of ``x``, with PyTorch's rules."""
     if x.ndim not in (3, 4):
         raise ShapeError(
             f"{op}: expected a 3-D (unbatched, C x H x W) or 4-D (batched, N x C x H x W) input, "
@@ -352,7 +351,7 @@ def _geometry(
             f"{op}: input of shape {x.shape} is too small for kernel_size={kernel}, "
             f"padding={pad}, dilation={dil}: the output would be {out_hw[0]} x {out_hw[1]}"
         )
-    return kernel, stride_, pad, dil, out_hw
+    return PoolWindow(kernel, stride_, pad, dil, out_hw)
 
 
 def max_pool2d(
@@ -377,12 +376,10 @@ def max_pool2d(
     [[[[5.0, 7.0], [13.0, 15.0]]]]
     """
     x = as_tensor(x)
-    kernel, stride_, pad, dil, out_hw = _geometry(
-        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
-    )
+    window = _geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     if x.dtype.kind not in "fiu":
         raise TypeError(f"max_pool2d: expected a float or integer tensor, got {x.dtype}")
-    op = MaxPool2DFunction(kernel, stride_, pad, dil, out_hw)
+    op = MaxPool2DFunction(window)
     x4 = x.unsqueeze(0) if x.ndim == 3 else x
     y = op.apply(x4)
     if x.ndim == 3:
@@ -414,9 +411,7 @@ def avg_pool2d(
     [[[[2.5, 4.5], [10.5, 12.5]]]]
     """
     x = as_tensor(x)
-    kernel, stride_, pad, _, out_hw = _geometry(
-        "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode
-    )
+    window = _geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     if x.dtype.kind != "f" and x.dtype != np.int64:
         raise TypeError(f"avg_pool2d: expected a float or int64 tensor, got {x.dtype}")
     if divisor_override is not None and (
@@ -425,7 +420,7 @@ def avg_pool2d(
         or divisor_override == 0
     ):
         raise ValueError(f"avg_pool2d: divisor must be a non-zero int, got {divisor_override!r}")
-    op = AvgPool2DFunction(kernel, stride_, pad, out_hw, bool(count_include_pad), divisor_override)
+    op = AvgPool2DFunction(window, bool(count_include_pad), divisor_override)
     if x.ndim == 3:
         return op.apply(x.unsqueeze(0)).squeeze(0)
     return op.apply(x)
