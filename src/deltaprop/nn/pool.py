@@ -97,6 +97,11 @@ class AvgPool2d(_Pool2d):
     >>> import deltaprop as dp
     >>> dp.nn.AvgPool2d(2)(dp.arange(16.0).reshape(1, 1, 4, 4)).tolist()
     [[[[2.5, 4.5], [10.5, 12.5]]]]
+    >>> ones = dp.ones(1, 1, 2, 2)        # each 2x2 window: one real element, three of padding
+    >>> dp.nn.AvgPool2d(2, padding=1)(ones).tolist()
+    [[[[0.25, 0.25], [0.25, 0.25]]]]
+    >>> dp.nn.AvgPool2d(2, padding=1, count_include_pad=False)(ones).tolist()
+    [[[[1.0, 1.0], [1.0, 1.0]]]]
     """
 
     def __init__(
