@@ -196,6 +196,10 @@ class TimingResult:
         return (max(self.samples) - min(self.samples)) / self.median
 
 
+# Seconds to wait before each timed block: longer than OpenBLAS's spin after its last call.
+SETTLE_S = 0.25
+
+
 def _time_block(fn: Callable[[], object], calls: int) -> float:
     t0 = time.perf_counter()
     for _ in range(calls):
@@ -209,6 +213,7 @@ def compare(
     warmup_s: float = 0.5,
     block_s: float = 0.25,
     repeats: int = 7,
+    settle_s: float = SETTLE_S,
 ) -> dict[str, TimingResult]:
     """Time several implementations of one workload, alternated round-robin in this process.
 
@@ -218,8 +223,12 @@ def compare(
        rotating from round to round so that none always follows the same neighbour.
     3. The figure is the median of the per-call times of the blocks.
 
-    Before each block: a full garbage collection and one untimed call (so the block does not pay
-    for the previous implementation's thread pools spinning down or its garbage).
+    Before each block: a full garbage collection, ``settle_s`` seconds of sleep and one untimed
+    call, so that the block does not pay for the previous implementation's garbage or its thread
+    pools still spinning: after its last multi-threaded call, OpenBLAS's worker thread spins
+    for about 0.1 s (deltaprop's and the NumPy step's, measured: 0.096 s of CPU in the 0.5 s
+    after a LeNet-5 step; PyTorch's OpenMP threads 0.010 s), taking the second core from
+    whatever runs next.
     """
     results: dict[str, TimingResult] = {}
     for name, fn in fns.items():
@@ -238,6 +247,7 @@ def compare(
         k = r % len(names)
         for name in names[k:] + names[:k]:
             gc.collect()
+            time.sleep(settle_s)
             fns[name]()
             results[name].samples.append(_time_block(fns[name], results[name].calls_per_block))
     return results
