@@ -219,6 +219,18 @@ def test_presets_build_and_run(name, shape):
     assert all(p.grad is not None and p.grad.dtype == np.float32 for p in model.parameters())
 
 
+def test_preset_options_left_out_take_the_presets_own_defaults():
+    assert preset_layers("mlp", (1, 8, 8), 10) == mlp_layers((1, 8, 8), 10)
+    assert preset_layers("lenet5", (1, 28, 28), 10) == lenet5_layers((1, 28, 28), 10)
+    assert preset_layers("mlp", (4,), 3, hidden=(8,), activation="tanh", dropout=0.5) == (
+        mlp_layers((4,), 3, hidden=(8,), activation="tanh", dropout=0.5)
+    )
+    assert preset_layers("lenet5", (1, 8, 8), 3, activation="gelu", dropout=0.1) == (
+        lenet5_layers((1, 8, 8), 3, activation="gelu", dropout=0.1)
+    )
+    assert preset_layers("mlp", (4,), 3, hidden=()) == mlp_layers((4,), 3, hidden=())
+
+
 def test_same_seed_same_weights():
     layers = preset_layers("mlp", (4,), 3, hidden=(8,))
     dp.manual_seed(3)

@@ -206,24 +206,31 @@ def preset_layers(
     input_shape: Sequence[int],
     num_classes: int,
     *,
-    hidden: Sequence[int] = (256, 128),
-    activation: str = "relu",
-    dropout: float = 0.0,
+    hidden: Sequence[int] | None = None,
+    activation: str | None = None,
+    dropout: float | None = None,
 ) -> list[Layer]:
     """The layer list of preset ``name`` (one of :data:`PRESETS`) for the given data.
 
     ``hidden`` only applies to ``mlp``; ``activation`` and ``dropout`` to ``mlp`` and
-    ``lenet5``.
+    ``lenet5``. An option left as None takes the preset's own default (:func:`mlp_layers`,
+    :func:`lenet5_layers`).
 
     >>> [layer["type"] for layer in preset_layers("logreg", (1, 8, 8), 10)]
     ['Flatten', 'Linear']
+    >>> len(preset_layers("mlp", (4,), 3)) == len(mlp_layers((4,), 3))
+    True
     """
+    options = {"activation": activation, "dropout": dropout}
+    given = {key: value for key, value in options.items() if value is not None}
     if name == "logreg":
         return logreg_layers(input_shape, num_classes)
     if name == "mlp":
-        return mlp_layers(input_shape, num_classes, hidden, activation, dropout)
+        if hidden is not None:
+            given["hidden"] = hidden
+        return mlp_layers(input_shape, num_classes, **given)
     if name == "lenet5":
-        return lenet5_layers(input_shape, num_classes, activation, dropout)
+        return lenet5_layers(input_shape, num_classes, **given)
     raise ModelError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 
