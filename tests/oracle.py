@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
+from deltaprop.autograd import graph_functions
 
 try:
     import torch
@@ -148,21 +149,6 @@ def raises_both(
 # ----------------------------------------------------------------------------------------------
 
 NOT_RUN = {"compare": 0, "raises_both": 0}  # PyTorch comparisons that could not run
-
-
-def graph_functions(outputs: Sequence[Any]) -> list:
-    """The recorded Functions of the outputs' graph (iterative, each once)."""
-    seen: set[int] = set()
-    out: list = []
-    stack = [t._ctx for t in outputs if isinstance(t, dp.Tensor) and t._ctx is not None]
-    while stack:
-        fn = stack.pop()
-        if id(fn) in seen:
-            continue
-        seen.add(id(fn))
-        out.append(fn)
-        stack.extend(t._ctx for t in fn.inputs if t._ctx is not None)
-    return out
 
 
 def check_without_torch(

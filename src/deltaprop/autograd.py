@@ -38,6 +38,23 @@ _FREED = (
 )
 
 
+def graph_functions(outputs: Sequence[Tensor]) -> list[_t.Function]:
+    """The recorded Functions behind ``outputs``, each once, outputs first (an iterative
+    depth-first walk, any depth). A Function whose graph was freed has no inputs: its branch
+    ends there."""
+    seen: set[int] = set()
+    order: list[_t.Function] = []
+    stack = [t._ctx for t in outputs if isinstance(t, Tensor) and t._ctx is not None]
+    while stack:
+        fn = stack.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        order.append(fn)
+        stack.extend(t._ctx for t in fn.inputs or () if t._ctx is not None)
+    return order
+
+
 def _root_grad(root: Tensor, g: Any, create_graph: bool) -> Any:
     """The upstream gradient of one output: given, or 1 for a one-element output."""
     if g is None and root.requires_grad and root.data.size == 1 and not create_graph:

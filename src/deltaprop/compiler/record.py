@@ -232,15 +232,8 @@ def _wrap_leak(recorder: Recorder, name: str, method: Any) -> Any:
 def _wrap_walk(roots: list[Tensor], brec: BackwardRecord) -> list[Function]:
     """Wrap ``backward`` of every Function reachable from ``roots`` (on the instance) so that
     the engine's walk is recorded in the order it runs."""
-    seen: set[int] = set()
-    stack = [r._ctx for r in roots if r._ctx is not None]
-    fns = []
-    while stack:
-        fn = stack.pop()
-        if id(fn) in seen:
-            continue
-        seen.add(id(fn))
-        fns.append(fn)
+    fns = _autograd.graph_functions(roots)
+    for fn in fns:
         bound = fn.backward
 
         def backward(gy: Any, _fn: Function = fn, _bound: Any = bound) -> tuple:
@@ -249,7 +242,4 @@ def _wrap_walk(roots: list[Tensor], brec: BackwardRecord) -> list[Function]:
             return grads
 
         fn.backward = backward
-        for t in fn.inputs or ():
-            if t._ctx is not None:
-                stack.append(t._ctx)
     return fns

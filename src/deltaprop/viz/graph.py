@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from deltaprop.autograd import graph_functions
 from deltaprop.tensor import Function, Tensor
 
 INSTALL_HINT = (
@@ -111,27 +112,14 @@ def retain_grads(t: Tensor) -> None:
 
 
 def _functions(t: Tensor) -> list[Function]:
-    """The recorded ops of ``t``'s graph, outputs first (iterative DFS)."""
-    if t._ctx is None:
-        return []
-    seen: dict[int, Function] = {}
-    order: list[Function] = []
-    stack = [t._ctx]
-    while stack:
-        fn = stack.pop()
-        if id(fn) in seen:
-            continue
-        if fn.inputs is None:
-            raise GraphFreedError(
-                "viz.graph: the graph of this tensor was freed by backward(); call "
-                "backward(retain_graph=True) before drawing it, or let viz do it: "
-                "viz.graph(t, backward=True)"
-            )
-        seen[id(fn)] = fn
-        order.append(fn)
-        for x in fn.inputs:
-            if x._ctx is not None and id(x._ctx) not in seen:
-                stack.append(x._ctx)
+    """The recorded ops of ``t``'s graph, outputs first."""
+    order = graph_functions([t])
+    if any(fn.inputs is None for fn in order):
+        raise GraphFreedError(
+            "viz.graph: the graph of this tensor was freed by backward(); call "
+            "backward(retain_graph=True) before drawing it, or let viz do it: "
+            "viz.graph(t, backward=True)"
+        )
     return order
 
 
