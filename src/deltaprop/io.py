@@ -48,7 +48,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -189,14 +189,25 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     if hasattr(path, "write"):
         path.write(st_save(enc.arrays, metadata=metadata))
         return
+    atomic_write(path, lambda tmp: st_save_file(enc.arrays, tmp, metadata=metadata))
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> None:
+    """Write a file so that ``path`` always holds either its old content or the whole new one.
+
+    ``write(tmp)`` fills a temporary file in the same directory; it is then given a normal
+    file's permissions (``mkstemp`` makes 0600), flushed to disk and renamed over ``path``, and
+    the rename is made durable. On any error the temporary file is removed and ``path`` is left
+    as it was.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)  # fmt: skip
     os.close(fd)
     try:
-        st_save_file(enc.arrays, tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is a normal file
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

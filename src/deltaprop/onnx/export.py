@@ -21,7 +21,6 @@ How it works
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from deltaprop.errors import ExportError
+from deltaprop.io import atomic_write
 from deltaprop.onnx.builder import MAX_OPSET, MIN_OPSET, Dim, GraphBuilder, Value
 from deltaprop.onnx.convert import CONVERTERS
 from deltaprop.onnx.trace import check_shapes, check_stable, topological, trace
@@ -438,24 +438,17 @@ def _elem(helper: Any, dtype: np.dtype) -> int:
 
 
 def _write(data: bytes, f: Any, path: str | None) -> None:
-    """Write ``data`` to the file object, or atomically to ``path``."""
+    """Write ``data`` to the file object, or atomically to ``path`` (:func:`io.atomic_write`)."""
     if path is None:
         f.write(data)
         return
-    directory = os.path.dirname(os.path.abspath(path))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as out:
+            out.write(data)
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                   dir=directory)  # fmt: skip
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, write)
     except OSError as e:
         raise ExportError(f"cannot write the ONNX file {path!r}: {e.strerror or e}") from None
 

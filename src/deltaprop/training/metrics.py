@@ -16,10 +16,11 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from deltaprop.io import atomic_write
 
 __all__ = [
     "METRICS_COLUMNS",
@@ -137,14 +138,15 @@ def write_metrics_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any
     The whole history is rewritten each epoch (it is a few kilobytes): after a resume the file
     always matches the checkpoint it continues from.
     """
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(METRICS_COLUMNS)
-        for row in rows:
-            writer.writerow([_format_value(row[c]) for c in METRICS_COLUMNS])
-    os.replace(tmp, target)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(METRICS_COLUMNS)
+            for row in rows:
+                writer.writerow([_format_value(row[c]) for c in METRICS_COLUMNS])
+
+    atomic_write(path, write)
 
 
 def _format_value(value: Any) -> str:
