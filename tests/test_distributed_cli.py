@@ -66,10 +66,9 @@ def test_help_says_batch_size_is_per_process():
 def test_a_failing_rank_ends_the_job_and_the_run_resumes(tmp_path, mode, words):
     out = tmp_path / "run"
     cmd = [MPIRUN, "-n", "2", sys.executable, str(HERE / "mpi" / "train_fault.py"), mode, str(out)]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=mpi_env())
+    # the job ends within 30 s + the start-up of the processes, else subprocess.TimeoutExpired
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30 + 10, env=mpi_env())
     assert proc.returncode != 0
-    assert time.perf_counter() - start < 30 + 10  # (+ the start-up of the processes)
     assert words in proc.stdout + proc.stderr
     # the last checkpoint loads (after epoch 1 or 2, whichever was complete) ...
     # (metrics.csv is written after the checkpoint: it may lag one epoch behind)
