@@ -114,18 +114,19 @@ def build_scheduler(settings: TrainSettings, optimizer: Any) -> Any:
 
 
 def model_layers(settings: TrainSettings, input_shape: tuple[int, ...], num_classes: int) -> tuple:
-    """``(model name, resolved layers)`` for the settings' preset or TOML file."""
+    """``(model name, resolved layers)`` for the (prepared) settings' preset or TOML file."""
     from deltaprop.models import PRESETS, load_model_file, preset_layers, resolve_layers
 
     if settings.model in PRESETS:
         name = settings.model
+        dropout = settings.dropout
         layers = preset_layers(
             name,
             input_shape,
             num_classes,
-            hidden=settings.hidden or (),
-            activation=settings.activation or "relu",
-            dropout=float(settings.dropout or 0.0),
+            hidden=settings.hidden,
+            activation=settings.activation,
+            dropout=None if dropout is None else float(dropout),
         )
     else:
         name, layers = load_model_file(settings.model)
