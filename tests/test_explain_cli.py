@@ -6,7 +6,6 @@ self-contained page with balanced tags, JSON follows the contract, DOT parses.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deltaprop.explain.commands import add_commands
+from deltaprop.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.toml"))
@@ -24,19 +23,9 @@ TEX = shutil.which("pdflatex") or shutil.which("lualatex") or shutil.which("xela
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run one explain/graph command through a parser holding only these commands, handling
-    user errors as the dispatcher of deltaprop.cli does (exit status 2)."""
-    from deltaprop.errors import InputError
-
-    parser = argparse.ArgumentParser(prog="deltaprop")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_commands(sub)
-    args = parser.parse_args(argv)
-    try:
-        rc = int(args.func(args) or 0)
-    except InputError as e:
-        print(f"deltaprop {args.command}: error: {e}", file=__import__("sys").stderr)
-        rc = 2
+    """Run one explain/graph command through ``deltaprop.cli.main``: (exit status, stdout,
+    stderr)."""
+    rc = main(argv)
     out = capsys.readouterr()
     return rc, out.out, out.err
 

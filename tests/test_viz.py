@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -148,18 +147,10 @@ def test_render_dot_without_graphviz_explains_how_to_install(monkeypatch):
 
 
 def run(argv, capsys):
-    from deltaprop.errors import InputError
-    from deltaprop.explain.commands import add_commands
+    """Run one command through ``deltaprop.cli.main``: (exit status, stdout, stderr)."""
+    from deltaprop.cli import main
 
-    parser = argparse.ArgumentParser(prog="deltaprop")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_commands(sub)
-    args = parser.parse_args(argv)
-    try:
-        rc = int(args.func(args) or 0)
-    except InputError as e:
-        print(f"error: {e}", file=__import__("sys").stderr)
-        rc = 2
+    rc = main(argv)
     out = capsys.readouterr()
     return rc, out.out, out.err
 
