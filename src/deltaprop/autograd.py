@@ -364,13 +364,10 @@ class detect_anomaly:
         self.check_nan = check_nan
 
     def __enter__(self) -> None:
-        global _anomaly_enabled, _anomaly_check_nan
-        self._prev = (_anomaly_enabled, _anomaly_check_nan)
-        _anomaly_enabled, _anomaly_check_nan = True, bool(self.check_nan)
+        self._switch = set_detect_anomaly(True, self.check_nan)
 
     def __exit__(self, *exc: object) -> None:
-        global _anomaly_enabled, _anomaly_check_nan
-        _anomaly_enabled, _anomaly_check_nan = self._prev
+        self._switch.__exit__(*exc)
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:  # use as a decorator
         def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -177,16 +177,13 @@ class SGDKernel:
 
     def __init__(self, opt: Any) -> None:
         self.opt = opt
-        self.scratch: list[list[np.ndarray | None]] = []  # the optimizer's own, per parameter
 
     def __call__(self) -> None:
         opt = self.opt
         state = opt.state
         groups = opt.param_groups
-        if len(self.scratch) != len(groups):
-            self.scratch = [[None] * len(g["params"]) for g in groups]
         work = []
-        for group, scratch in zip(groups, self.scratch):
+        for group in groups:
             if (
                 group["dampening"] != 0
                 or group["nesterov"]
@@ -197,7 +194,7 @@ class SGDKernel:
                 opt.step()
                 return
             lr, momentum = float(group["lr"]), float(group["momentum"])
-            for i, p in enumerate(group["params"]):
+            for p in group["params"]:
                 grad = p.grad
                 if grad is None:  # skipped, as SGD.step skips it
                     continue
@@ -206,9 +203,7 @@ class SGDKernel:
                     opt.step()
                     return
                 b = buf.data
-                s = scratch[i]
-                if s is None or s.shape != b.shape or s.dtype != b.dtype:
-                    s = scratch[i] = opt._scratch(b)  # the buffer SGD.step would use
+                s = opt._scratch(b)  # the buffer SGD.step would use
                 work.append((p.data, grad.data, b, s, lr, momentum))
         opt._step_called = True
         for d, g, b, s, lr, momentum in work:

@@ -239,11 +239,12 @@ class Program:
         self.build_result = _result_builder(self.result, outs)
         plans = [_walk_plan(rec, wiring, sources, i) for i in range(len(rec.backwards))]
         self.pinned = pinned = _pinned(self.result, plans)
-        if rec.backwards:  # outputs read again by ops that run after the backward pass
+        self.ops_after: set[int] = set()  # ops that run after the (first) backward pass
+        if rec.backwards:  # their inputs are read again after it: pinned
             first = rec.events.index(("backward", 0))
-            for kind, j in rec.events[first:]:
-                if kind == "op":
-                    pinned.update(src[1] for src in sources[j] if src[0] == "op")
+            self.ops_after = {j for kind, j in rec.events[first:] if kind == "op"}
+            for j in self.ops_after:
+                pinned.update(src[1] for src in sources[j] if src[0] == "op")
         self.kernels = select_kernels(rec, sources, outs, plans, pinned)
         for j, k in enumerate(self.kernels):
             if k is not None:  # its saved arrays from the recording are not needed
@@ -262,8 +263,7 @@ class Program:
         # guards: the modules' modes, and the leaves' requires_grad
         self.modules = list(rec.modules.values())
         self.modes = [m.training for m in self.modules]
-        self.ext = list(self._live)
-        self.ext_flags = _ext_key(self.ext)
+        self.ext_flags = _ext_key(self._live)
         self.optimizers = _owners(rec.calls, Optimizer)
         self.param_ids = _param_ids(self.optimizers)
         self.schedulers = _owners(rec.calls, LRScheduler)
@@ -354,19 +354,16 @@ class Program:
         todo: list[list[Callable[[], None]]] = [[] for _ in range(len(wp.steps) + 1)]
         if len(rec.backwards) != 1:
             return [None] * len(todo)
-        first_after = rec.events.index(("backward", 0))
-        ops_after = {i for kind, i in rec.events[first_after:] if kind == "op"}
+        ops_after = self.ops_after
         index = {id(t): i for i, t in enumerate(self.outs)}
         pos_of = {j: pos for pos, (j, _) in enumerate(wp.steps)}
         last = [-1] * n  # the last walk position reading each op's output
-        keep = set(self.pinned)  # read by an op that runs after the backward pass
+        keep = self.pinned  # returned, or read by an op that runs after the backward pass
         for j, o in enumerate(rec.ops):
             for t in o.fn.inputs:
                 i = index.get(id(t))
                 if i is None:
                     continue
-                if j in ops_after:
-                    keep.add(i)
                 if j in pos_of:
                     last[i] = max(last[i], pos_of[j])
             if j in pos_of:
@@ -386,7 +383,7 @@ class Program:
         and the optimizers' parameter groups are as recorded."""
         return (
             [m.training for m in self.modules] == self.modes
-            and _ext_key(self.ext) == self.ext_flags
+            and _ext_key(self._live) == self.ext_flags
             and _param_ids(self.optimizers) == self.param_ids
         )
 

@@ -159,7 +159,7 @@ class Recorder:
                     fn.__dict__.pop("backward", None)
             if _t._any_retains_grad and any(o.out._retains_grad for o in rec.ops):
                 recorder.flag("retain_grad() on a tensor of the step")
-            if getattr(_t, "_any_post_accumulate_hooks", False) and any(
+            if _t._any_post_accumulate_hooks and any(
                 getattr(t, "_post_acc_hooks", None) for fn in wrapped for t in fn.inputs
             ):
                 recorder.flag("a post-accumulate-grad hook on a parameter")

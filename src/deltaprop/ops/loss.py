@@ -191,9 +191,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
     ):
         # fast path: the checks below, inlined
         return MSELossFunction(reduction).apply(input, target)
-    reduction = _reduction("mse_loss", reduction, size_average, reduce)
-    x = as_tensor(input)
-    check_float("mse_loss", "input", x)
+    reduction, x = _loss_input("mse_loss", input, reduction, size_average, reduce)
     t = _check_target("mse_loss", x, target)
     if not _same_size(x, t):
         warnings.warn(
