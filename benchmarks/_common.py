@@ -200,7 +200,8 @@ class TimingResult:
 SETTLE_S = 0.25
 
 
-def _time_block(fn: Callable[[], object], calls: int) -> float:
+def time_block(fn: Callable[[], object], calls: int) -> float:
+    """Seconds per call of ``fn`` over ``calls`` calls in a row."""
     t0 = time.perf_counter()
     for _ in range(calls):
         fn()
@@ -249,7 +250,7 @@ def compare(
             gc.collect()
             time.sleep(settle_s)
             fns[name]()
-            results[name].samples.append(_time_block(fns[name], results[name].calls_per_block))
+            results[name].samples.append(time_block(fns[name], results[name].calls_per_block))
     return results
 
 
@@ -260,7 +261,7 @@ def gemm_peak_gflops(n: int = 2048, repeats: int = 5, dtype=np.float32) -> float
     b = rng.standard_normal((n, n)).astype(dtype)
     c = np.empty((n, n), dtype)
     np.matmul(a, b, out=c)  # warm-up
-    best = min(_time_block(lambda: np.matmul(a, b, out=c), 1) for _ in range(repeats))
+    best = min(time_block(lambda: np.matmul(a, b, out=c), 1) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
 
 
@@ -390,6 +391,13 @@ def blas_description() -> str:
         return "unknown"
 
 
+def load_line() -> str:
+    """The load average now, as the scripts print it (other work skews the timings)."""
+    if not hasattr(os, "getloadavg"):
+        return "load average (1, 5, 15 min): unknown on this system"
+    return "load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine_lines(extra: Sequence[str] = ()) -> list[str]:
     """A few lines describing the machine and the libraries, for the report."""
     try:
@@ -402,9 +410,8 @@ def machine_lines(extra: Sequence[str] = ()) -> list[str]:
         f"BLAS threads: {BLAS_THREADS} ({pin_threads()})",
     ]
     if hasattr(os, "getloadavg"):  # other work on the machine skews the timings: say so
-        load = os.getloadavg()
-        lines.append("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in load))
-        if load[0] > 0.5 and BLAS_THREADS > 1:
+        lines.append(load_line())
+        if os.getloadavg()[0] > 0.5 and BLAS_THREADS > 1:
             lines.append(
                 "WARNING: the machine was busy before this run. A multi-threaded BLAS call "
                 "waits for its slowest thread, which may sit out a whole scheduler slice: "

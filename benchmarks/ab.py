@@ -12,8 +12,6 @@ first reference available (numpy, else torch): above 1 is faster.
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
 import _common as C  # first: pins BLAS threads before NumPy loads
 import run
@@ -38,14 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(args.rounds):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                fn()
-            times[name].append((time.perf_counter() - t0) / args.steps)
+            times[name].append(C.time_block(fn, args.steps))
     ref = next((r for r in ("numpy", "torch") if r in times), None)
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     print(f"{w.title}: {args.rounds} rounds of {args.steps} steps, {C.BLAS_THREADS} BLAS threads,")
-    print(f"load average {load}")
+    print(C.load_line())
     print()
     head = f"speed vs {ref or '-'} (fastest / median)"
     print(f"| impl | fastest round | median round | {head} |")

@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
-import os
 import statistics
-import time
 
 import _common as C  # first: pins BLAS threads before NumPy loads
 import run
@@ -95,14 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         for key, fn in fns.items():
             if key[0] in versions:
                 use(key[0])
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                fn()
-            times[key].append((time.perf_counter() - t0) / args.steps)
+            times[key].append(C.time_block(fn, args.steps))
     use("after")
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"{w.title}: {args.rounds} rounds of {args.steps} steps, {C.BLAS_THREADS} BLAS threads,")
-    print(f"load average {load}")
+    print(C.load_line())
     print()
     ref = times.get(("torch", ""))
     print("| version | impl | median step | fastest step | speed vs PyTorch (median / fastest) |")

