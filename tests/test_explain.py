@@ -6,10 +6,9 @@ explainer: forward net/out, the loss, the deltas, the weight gradients and the u
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from explain_helpers import EXAMPLES, sigmoid
 
 import deltaprop as dp
 from deltaprop.explain import (
@@ -22,12 +21,6 @@ from deltaprop.explain import (
     trace,
     trace_circuit,
 )
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def layer(d: dict, i: int) -> dict:

@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from explain_helpers import EXAMPLES
 
 from deltaprop.explain import explain_file
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.toml"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -7,19 +7,17 @@ self-contained page with balanced tags, JSON follows the contract, DOT parses.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from explain_helpers import EXAMPLES, TEX
 
 from deltaprop.cli import main
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.toml"))
 NETWORKS = [n for n in NAMES if "circuit" not in n]
-TEX = shutil.which("pdflatex") or shutil.which("lualatex") or shutil.which("xelatex")
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:

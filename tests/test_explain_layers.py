@@ -7,22 +7,16 @@ and ``trace(model)`` of each layer with PyTorch in float64.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from explain_helpers import EXAMPLES, sigmoid
 
 import deltaprop as dp
 from deltaprop import nn
 from deltaprop.explain import SpecError, explain_file, load_spec, parse_spec, trace
 from deltaprop.explain.notation import Fmt
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
 TOL = {"rtol": 1e-10, "atol": 1e-12}
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def layernorm_closed_form(x, gamma, beta, eps, dy):

@@ -4,13 +4,11 @@ MathML, the neuron picture in Markdown, LaTeX structure."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from explain_helpers import EXAMPLES, TEX, cli
 
 from deltaprop.explain import Picture, explain_file, render
 from deltaprop.explain.blocks import Equations, Matrix
@@ -18,7 +16,6 @@ from deltaprop.explain.document import document
 from deltaprop.explain.mathml import chunks, to_mathml
 from deltaprop.explain.words import Options
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.toml"))
 
 
@@ -130,9 +127,6 @@ def test_every_derivation_line_with_an_answer_names_picture_elements():
                     assert e.refs or e.answer.name == "E", e.sides[0].text
 
 
-TEX = shutil.which("pdflatex")
-
-
 @pytest.mark.parametrize(
     "name, argv",
     [
@@ -145,18 +139,12 @@ TEX = shutil.which("pdflatex")
     ],
 )
 def test_latex_of_other_notations_and_of_exercises_compiles(tmp_path, name, argv):
-    r = subprocess.run(
-        [sys.executable, "-m", "deltaprop.cli", "explain", str(EXAMPLES / name), *argv],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = cli("explain", str(EXAMPLES / name), *argv, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     files = sorted(tmp_path.glob("*.tex"))
     assert files
     if TEX is None:
-        pytest.skip("pdflatex is not installed: compile check skipped (structure checked above)")
+        pytest.skip("no TeX engine (pdflatex/lualatex/xelatex) installed: compile check skipped")
     for f in files:
         proc = subprocess.run(
             [TEX, "-interaction=nonstopmode", "-halt-on-error", f.name],

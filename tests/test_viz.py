@@ -5,15 +5,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+from explain_helpers import EXAMPLES
 
 import deltaprop as dp
 from deltaprop import viz
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "explain"
 DOT = shutil.which("dot")
 
 _NODE = re.compile(r"^\s*(\w+) \[(.*)\];$")
