@@ -31,6 +31,7 @@ from deltaprop.explain.notation import (
     join,
     net,
     paren,
+    sample_suffixes,
     sq,
     sub,
     val,
@@ -40,15 +41,11 @@ from deltaprop.explain.records import LayerRecord
 SIGMA = M("sigma", r"\sigma")
 
 
-def _sfx(s: int | None) -> tuple[str, str]:
-    return ("", "") if s is None else (f"[{s}]", f"^{{({s})}}")
-
-
 def _stat(base: str, tex: str, name: str | None, s: int | None) -> M:
     """``mu``, ``mu[2]`` (layer norm, sample 2) or ``mu_y1`` (batch norm, feature y1)."""
     if name is not None:
         return sub(base, tex, name)
-    a, b = _sfx(s)
+    a, b = sample_suffixes(s)
     return M(base + a, tex + b)
 
 

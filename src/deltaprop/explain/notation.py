@@ -88,28 +88,30 @@ def tex_name(name: str) -> str:
     return f"{base_tex}_{{{a},{b}}}" if b else f"{base_tex}_{{{a}}}"
 
 
-def _sfx(s: int | None) -> tuple[str, str]:
+def sample_suffixes(s: int | None) -> tuple[str, str]:
+    """The (plain, TeX) suffixes that mark a value of sample ``s``: ``[s]`` and ``^{(s)}``
+    (none for None)."""
     return ("", "") if s is None else (f"[{s}]", f"^{{({s})}}")
 
 
 def val(name: str, s: int | None = None) -> M:
     """The output ``o_j`` of neuron ``name`` (``i1``, ``h1``, ``o1``), of sample ``s``."""
-    a, b = _sfx(s)
+    a, b = sample_suffixes(s)
     return M(name + a, tex_name(name) + b)
 
 
 def net(name: str, s: int | None = None) -> M:
-    a, b = _sfx(s)
+    a, b = sample_suffixes(s)
     return M(f"net_{name}{a}", r"\mathrm{net}_{" + tex_name(name) + "}" + b)
 
 
 def delta(name: str, s: int | None = None) -> M:
-    a, b = _sfx(s)
+    a, b = sample_suffixes(s)
     return M(f"delta_{name}{a}", r"\delta_{" + tex_name(name) + "}" + b)
 
 
 def target(j: int, s: int | None = None) -> M:
-    a, b = _sfx(s)
+    a, b = sample_suffixes(s)
     return M(f"t{j}{a}", f"t_{{{j}}}{b}")
 
 
@@ -123,7 +125,7 @@ def bias(j: str) -> M:
 
 def sub(base: str, base_tex: str, name: str, s: int | None = None) -> M:
     """A symbol indexed by a neuron name: ``sub("xhat", r"\\hat{x}", "h1")`` is ``xhat_h1``."""
-    a, b = _sfx(s)
+    a, b = sample_suffixes(s)
     return M(f"{base}_{name}{a}", base_tex + "_{" + tex_name(name) + "}" + b)
 
 
