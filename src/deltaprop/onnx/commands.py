@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.cliutils import add_command, add_run_arguments, sentence
-from deltaprop.errors import CommandError, InputError
+from deltaprop.cliutils import add_command, add_run_arguments
+from deltaprop.errors import CommandError
 
 __all__ = ["add_commands", "cmd_export", "export_run"]
 
@@ -59,10 +59,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("onnx") is None:
         raise CommandError("deltaprop export needs the onnx package: pip install 'deltaprop[onnx]'")
     out = Path(args.out) if args.out else Path(args.run) / "model.onnx"
-    try:
-        info = export_run(args.run, out, args.checkpoint, args.opset, args.normalize)
-    except InputError as e:
-        raise CommandError(sentence(e)) from None
+    info = export_run(args.run, out, args.checkpoint, args.opset, args.normalize)
     print(
         f"wrote {out} (ONNX opset {info['opset']}, {info['nodes']} nodes, "
         f"{info['parameters']:,} parameters) from checkpoint {info['checkpoint']}"

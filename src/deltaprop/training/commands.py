@@ -2,7 +2,8 @@
 
 :func:`add_commands` registers them on the dispatcher's subparsers (``deltaprop.cli``). Each
 command function takes the parsed ``argparse.Namespace`` and returns an exit status; user
-errors become :class:`deltaprop.errors.CommandError` (one sentence, exit status 2, no traceback).
+errors (:class:`deltaprop.errors.InputError`) reach ``deltaprop.cli.main``, which prints them as
+one sentence with exit status 2 and no traceback.
 
 Examples::
 
@@ -220,8 +221,6 @@ def _train(args: argparse.Namespace) -> int:
     except DivergenceError as e:  # the settings were valid; training blew up (exit status 3)
         print(f"deltaprop train: error: {sentence(e)}", file=sys.stderr)
         return 3
-    except InputError as e:
-        raise CommandError(sentence(e)) from None
     if not writer:
         return 0
     total = len(result.predictions) if result.predictions is not None else 0
@@ -253,11 +252,7 @@ def _add_evaluate(subparsers: Any) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``deltaprop evaluate``: prints accuracy, per-class metrics and the confusion matrix."""
-
-    try:
-        report = evaluate_run(args.run, args.checkpoint, args.split, args.data_dir)
-    except InputError as e:
-        raise CommandError(sentence(e)) from None
+    report = evaluate_run(args.run, args.checkpoint, args.split, args.data_dir)
     print(report["text"])
     return 0
 
@@ -329,11 +324,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``deltaprop predict``: one line per input, ``FILE: CLASS (p=0.987)``."""
     from deltaprop.training.predict import load_run, predict_files
 
-    try:
-        loaded = load_run(args.run, args.checkpoint)
-        results = predict_files(loaded, args.files, top=args.top)
-    except InputError as e:
-        raise CommandError(sentence(e)) from None
+    loaded = load_run(args.run, args.checkpoint)
+    results = predict_files(loaded, args.files, top=args.top)
     for r in results:
         ranked = ", ".join(
             f"{name} (p={p:.3f})" for name, p in zip(r["classes"], r["probabilities"])
