@@ -16,6 +16,8 @@ ort = pytest.importorskip(
     "onnxruntime", reason="ONNX export tests need onnxruntime: pip install '.[onnx]'"
 )
 
+from onnx_helpers import session  # noqa: E402
+
 import deltaprop as dp  # noqa: E402
 from deltaprop.cli import main  # noqa: E402
 from deltaprop.datasets import load_digits  # noqa: E402
@@ -39,10 +41,6 @@ def _evaluate(run, capsys, checkpoint="last") -> tuple[int, int]:
     return int(correct), int(total)
 
 
-def _session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
 @pytest.mark.parametrize("checkpoint", ["last", "best"])
 def test_exported_lenet_has_evaluate_accuracy(run_dir, tmp_path, capsys, checkpoint):
     out = tmp_path / "lenet.onnx"
@@ -57,7 +55,7 @@ def test_exported_lenet_has_evaluate_accuracy(run_dir, tmp_path, capsys, checkpo
     assert json.loads(meta["class_names"]) == [str(d) for d in range(10)]
 
     digits = load_digits()
-    logits = _session(out).run(None, {"input": digits.X_test})[0]  # raw pixels in
+    logits = session(out).run(None, {"input": digits.X_test})[0]  # raw pixels in
     correct = int((logits.argmax(axis=1) == digits.y_test).sum())
     assert (correct, len(digits.y_test)) == _evaluate(run_dir, capsys, checkpoint)
     assert correct > 0.3 * len(digits.y_test)  # it learnt something in two epochs
@@ -71,7 +69,7 @@ def test_no_normalize_takes_normalised_samples(run_dir, tmp_path, capsys):
     capsys.readouterr()
     loaded = load_run(run_dir)
     x = loaded.normalize(load_digits().X_test[:50])
-    got = _session(out).run(None, {"input": x})[0]
+    got = session(out).run(None, {"input": x})[0]
     ref = loaded.model(dp.tensor(x)).data
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
     names = {i.name for i in onnx.load(str(out)).graph.initializer}
@@ -118,6 +116,6 @@ def test_table_model_with_batchnorm(tmp_path, capsys):
     names = {i.name for i in onnx.load(str(tmp_path / "m.onnx")).graph.initializer}
     assert {"2.running_mean", "2.running_var", "input_mean", "input_std"} <= names
     moons = load("moons")
-    logits = _session(tmp_path / "m.onnx").run(None, {"input": moons.X_test})[0]
+    logits = session(tmp_path / "m.onnx").run(None, {"input": moons.X_test})[0]
     correct = int((logits.argmax(axis=1) == moons.y_test).sum())
     assert (correct, len(moons.y_test)) == _evaluate(run, capsys)

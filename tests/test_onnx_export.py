@@ -8,7 +8,6 @@ through the dynamic batch axis.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,8 @@ onnx = pytest.importorskip("onnx", reason="ONNX export tests need onnx: pip inst
 ort = pytest.importorskip(
     "onnxruntime", reason="ONNX export tests need onnxruntime: pip install '.[onnx]'"
 )
+
+from onnx_helpers import check_batches, export_bytes  # noqa: E402
 
 import deltaprop as dp  # noqa: E402
 from deltaprop import nn  # noqa: E402
@@ -34,56 +35,6 @@ DATASETS = {
     "spirals": ((2,), 3),
     "xor": ((2,), 2),
 }
-
-RTOL = 1e-5
-
-
-def _session(data: bytes):
-    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-
-
-def export_bytes(model, args, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    dp.onnx.export(model, args, buf, **kwargs)
-    data = buf.getvalue()
-    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
-    return data
-
-
-def assert_close(got: np.ndarray, ref: np.ndarray, rtol: float = RTOL) -> None:
-    """Relative agreement: elementwise rtol, with an absolute floor of rtol times the largest
-    magnitude (float32 sums in another order differ in the last bits near zero)."""
-    assert got.shape == ref.shape and got.dtype == ref.dtype
-    scale = max(float(np.abs(ref).max()), 1.0) if ref.size else 1.0
-    np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * scale)
-
-
-def eval_output(model, x: np.ndarray):
-    if isinstance(model, nn.Module):
-        model.eval()
-    with dp.no_grad():
-        out = model(*[dp.tensor(a) for a in (x if isinstance(x, tuple) else (x,))])
-    return [o.data for o in (out if isinstance(out, (tuple, list)) else (out,))]
-
-
-def check_batches(model, make, batches=(3, 7), rtol=RTOL, **kwargs) -> bytes:
-    """Export at the first batch size with a dynamic batch axis; compare at all of them."""
-    first = make(batches[0])
-    n_in = len(first) if isinstance(first, tuple) else 1
-    names = ["input"] if n_in == 1 else [f"input_{i}" for i in range(n_in)]
-    axes = {name: {0: "batch"} for name in names}
-    data = export_bytes(model, first, dynamic_axes=axes, **kwargs)
-    sess = _session(data)
-    for n in batches:
-        x = make(n)
-        xs = x if isinstance(x, tuple) else (x,)
-        got = sess.run(None, dict(zip(names, xs)))
-        ref = eval_output(model, x)
-        assert len(got) == len(ref)
-        for g, r in zip(got, ref):
-            assert g.ndim == 0 or g.shape[0] == n  # (a reduced loss is a scalar)
-            assert_close(g, r, rtol)
-    return data
 
 
 def _images(shape, scale=1.0, seed=0):

@@ -11,7 +11,7 @@ ort = pytest.importorskip(
     "onnxruntime", reason="ONNX export tests need onnxruntime: pip install '.[onnx]'"
 )
 
-from test_onnx_export import check_batches, export_bytes  # noqa: E402
+from onnx_helpers import check_batches, export_bytes, session  # noqa: E402
 
 import deltaprop as dp  # noqa: E402
 from deltaprop import nn  # noqa: E402
@@ -142,7 +142,7 @@ def test_nll_loss_with_constant_targets(reduction):
     )
     x = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
     t = np.zeros((4, 3), np.float32)
-    sess = ort.InferenceSession(export_bytes(model, (x, t)), providers=["CPUExecutionProvider"])
+    sess = session(export_bytes(model, (x, t)))
     (got,) = sess.run(None, {"input_0": x, "input_1": t})
     with dp.no_grad():
         ref = model.eval()(dp.tensor(x), dp.tensor(t)).data
