@@ -23,6 +23,7 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from io_helpers import edit_header  # noqa: E402
 
 import deltaprop as dp  # noqa: E402
 from deltaprop.datasets.idx import read_idx  # noqa: E402
@@ -62,7 +63,6 @@ def _valid_checkpoint() -> bytes:
 
 
 VALID = _valid_checkpoint()
-HEADER_LEN = int.from_bytes(VALID[:8], "little")
 
 
 def _load_bytes(data: bytes) -> None:
@@ -129,13 +129,6 @@ JSON_VALUES = st.recursive(
 )
 
 
-def _edited(edit) -> bytes:
-    header = json.loads(VALID[8 : 8 + HEADER_LEN])
-    edit(header)
-    text = json.dumps(header).encode()
-    return len(text).to_bytes(8, "little") + text + VALID[8 + HEADER_LEN :]
-
-
 @FUZZ
 @given(JSON_VALUES)
 def test_random_structure_raises_only_checkpoint_error(structure):
@@ -143,7 +136,7 @@ def test_random_structure_raises_only_checkpoint_error(structure):
         header["__metadata__"]["structure"] = json.dumps(structure)
         header["__metadata__"].pop("sha256")
 
-    _load_bytes(_edited(edit))
+    _load_bytes(edit_header(VALID, edit))
 
 
 @FUZZ
@@ -156,7 +149,7 @@ def test_random_tensor_entries_raise_only_checkpoint_error(name, field, value):
     def edit(header):
         header[name][field] = value
 
-    _load_bytes(_edited(edit))
+    _load_bytes(edit_header(VALID, edit))
 
 
 @FUZZ
@@ -165,7 +158,7 @@ def test_random_metadata_raises_only_checkpoint_error(key, value):
     def edit(header):
         header["__metadata__"][key] = value
 
-    _load_bytes(_edited(edit))
+    _load_bytes(edit_header(VALID, edit))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
+from io_helpers import edit_header
 from oracle import needs_torch, torch
 from safetensors.numpy import load_file, save_file
 
@@ -285,14 +286,10 @@ def test_torch_save_file_is_refused_without_unpickling(tmp_path):
 def _rewrite_metadata(tmp_path, **changes):
     buf = io.BytesIO()
     dp.save({"w": dp.ones(2)}, buf)
-    raw = buf.getvalue()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + n])
-    header["__metadata__"].update(changes)
-    new = json.dumps(header).encode()
-    new += b" " * (-len(new) % 8)
     path = tmp_path / "edited.st"
-    path.write_bytes(len(new).to_bytes(8, "little") + new + raw[8 + n :])
+    path.write_bytes(
+        edit_header(buf.getvalue(), lambda header: header["__metadata__"].update(changes))
+    )
     return path
 
 
@@ -313,14 +310,11 @@ def test_corrupt_metadata_raises_checkpoint_error(tmp_path, changes, match):
 
 
 def test_corrupted_data_offsets_raise_checkpoint_error(tmp_path):
-    raw = bytearray(_valid_bytes())
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + n])
-    header["model.w"]["data_offsets"] = [0, 10**6]
-    new = json.dumps(header).encode()
-    new += b" " * (-len(new) % 8)
+    def edit(header):
+        header["model.w"]["data_offsets"] = [0, 10**6]
+
     path = tmp_path / "off.st"
-    path.write_bytes(len(new).to_bytes(8, "little") + new + bytes(raw[8 + n :]))
+    path.write_bytes(edit_header(_valid_bytes(), edit))
     with pytest.raises(CheckpointError, match="truncated"):
         dp.load(path)
 
