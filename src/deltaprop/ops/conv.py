@@ -119,6 +119,16 @@ def _batch_first(src: np.ndarray, out: np.ndarray, add: Any = None) -> None:
                 np.add(tile, add[a], out=out[:, a, h : h + rows])
 
 
+def _row_blocks(rows: int, per_row: int, dtype: Any, budget: int):
+    """(start, stop, flat buffer of ``(stop - start) * per_row`` elements) over ``rows`` output
+    rows in blocks of about ``budget`` bytes, every block a view of one reused buffer."""
+    step = max(1, budget // max(1, per_row * np.dtype(dtype).itemsize))
+    buf = np.empty(min(rows, step) * per_row, dtype=dtype)
+    for r in range(0, rows, step):
+        e = min(rows, r + step)
+        yield r, e, buf[: (e - r) * per_row]
+
+
 # ----------------------------------------------------------------------------------------------
 # the op
 # ----------------------------------------------------------------------------------------------
@@ -172,12 +182,6 @@ class Convolution2DFunction(Function):
         strides = xp.strides[:axis] + (dh * rs, dw * cs, sh * rs, sw * cs) + xp.strides[axis + 2 :]
         return as_strided(xp, shape, strides, writeable=writeable)
 
-    def _offsets(self, out_hw: tuple[int, int], kh: int, kw: int):
-        """(i, j, row slice, column slice) of every kernel offset, for im2col and col2im."""
-        for i in range(kh):
-            for j in range(kw):
-                yield (i, j) + window_slices(i, j, out_hw, self.stride, self.dilation)
-
     def forward(self, x, w, b=None):
         n, c, h, wd = x.shape
         k, cg, kh, kw = w.shape
@@ -221,16 +225,11 @@ class Convolution2DFunction(Function):
         unrolled into one reused buffer."""
         c, n = xp.shape[0], xp.shape[3]
         (kh, kw), (ho, wo) = kernel, out_hw
-        m = c // g * kh * kw
-        row = wo * n  # positions per output row
-        step = max(1, CHUNK_BYTES // max(1, g * m * row * xp.itemsize))
-        buf = np.empty(g * m * min(ho, step) * row, dtype=xp.dtype)
         windows = self._windows(xp, 1, kernel, out_hw)  # (C, kh, kw, Ho, Wo, N)
-        for r in range(0, ho, step):
-            e = min(ho, r + step)
-            cols = buf[: g * m * (e - r) * row].reshape(c, kh, kw, e - r, wo, n)
+        for r, e, flat in _row_blocks(ho, c * kh * kw * wo * n, xp.dtype, CHUNK_BYTES):
+            cols = flat.reshape(c, kh, kw, e - r, wo, n)
             np.copyto(cols, windows[:, :, :, r:e])
-            yield r * row, e * row, cols.reshape(g, m, (e - r) * row)
+            yield r * wo * n, e * wo * n, cols.reshape(g, c // g * kh * kw, (e - r) * wo * n)
 
     def _column_chunks(self, xp, kernel, out_hw, g):
         """(start, stop, columns (stop - start, G, rows, Ho*Wo)) over the batch in chunks of
@@ -293,11 +292,8 @@ class Convolution2DFunction(Function):
                 dxp = np.zeros((c, hp, wp, n), dtype=x.dtype)
                 fields = self._windows(dxp, 1, (kh, kw), (ho, wo), writeable=True)
                 row = wo * n
-                step = max(1, COL2IM_BYTES // max(1, g * m * row * x.itemsize))
-                buf = np.empty(g * m * min(ho, step) * row, dtype=x.dtype)
-                for r in range(0, ho, step):
-                    e = min(ho, r + step)
-                    dcols = buf[: g * m * (e - r) * row].reshape(g, m, (e - r) * row)
+                for r, e, flat in _row_blocks(ho, g * m * row, x.dtype, COL2IM_BYTES):
+                    dcols = flat.reshape(g, m, (e - r) * row)
                     np.matmul(wt, gk[:, :, r * row : e * row], out=dcols)
                     dcols = dcols.reshape(c, kh, kw, e - r, wo, n)
                     for i in range(kh):
@@ -308,8 +304,10 @@ class Convolution2DFunction(Function):
             else:
                 dcols = np.matmul(wt, gk).reshape(n, c, kh, kw, ho, wo)
                 dxp = np.zeros((n, c, hp, wp), dtype=x.dtype)
-                for i, j, si, sj in self._offsets((ho, wo), kh, kw):
-                    dxp[:, :, si, sj] += dcols[:, :, i, j]
+                fields = self._windows(dxp, 2, (kh, kw), (ho, wo), writeable=True)
+                for i in range(kh):
+                    for j in range(kw):  # one offset's fields never overlap each other
+                        fields[:, :, i, j] += dcols[:, :, i, j]
                 gx = dxp[:, :, pt : pt + h, pl : pl + wd]
                 if gx.shape != dxp.shape:
                     gx = gx.copy()
