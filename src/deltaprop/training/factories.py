@@ -226,16 +226,16 @@ def estimate_memory(
 
     parameters = sum(layer_parameters(layer) for layer in layers)
     total = 4 * parameters * _STATE_PER_PARAMETER.get(optimizer, 4)
-    shape = tuple(input_shape)
-    per_sample = math.prod(shape)
-    for i, layer in enumerate(layers):
-        _, out_shape = resolve_layers(layers[: i + 1], input_shape, None)
+    per_sample = math.prod(tuple(input_shape))
+    resolve_layers(layers, input_shape, None)  # a layer that does not fit: ModelError naming it
+    shape = tuple(int(s) for s in input_shape)
+    for layer in layers:
+        _, shape = resolve_layers([layer], shape, None)  # this layer's output shape
         if layer["type"] == "Conv2d":
             k = layer["kernel_size"]
             kh, kw = (k, k) if isinstance(k, int) else k
-            per_sample += int(layer["in_channels"]) * kh * kw * math.prod(out_shape[1:])
-        per_sample += 2 * math.prod(out_shape)
-        shape = out_shape
+            per_sample += int(layer["in_channels"]) * kh * kw * math.prod(shape[1:])
+        per_sample += 2 * math.prod(shape)
     return total + 4 * int(batch_size) * per_sample, parameters
 
 
