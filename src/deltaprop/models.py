@@ -376,9 +376,8 @@ def _check_scalars(layer: Layer, where: str) -> None:
             bounds = bounds or (f" >= {low}" if low is not None else "")
             raise ModelError(f"{where}: {name} must be a finite number{bounds}, got {value!r}")
     for name in ("in_features", "out_features", "in_channels", "out_channels", "num_features"):
-        value = layer.get(name)
-        if name in layer and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ModelError(f"{where}: {name} must be a positive int, got {value!r}")
+        if name in layer:
+            _positive(layer, name, where)
     if "approximate" in layer and layer["approximate"] not in ("none", "tanh"):
         raise ModelError(
             f"{where}: approximate must be 'none' or 'tanh', got {layer['approximate']!r}"
