@@ -27,10 +27,9 @@ batch; the last good checkpoint stays as it was.
 Hooks for other ways of running the loop: ``is_writer=False`` (every process of a
 data-parallel run but one) trains without writing checkpoints, metrics or messages;
 ``sampler`` replaces the shuffled order of the training set (e.g. by each process's share);
-``grad_hook(run)`` runs after each backward pass, before the gradients are checked and applied
-(e.g. to average them across processes); ``step_fn(x, y)``, when given, replaces the
-forward-loss-backward of a batch and returns ``(loss, logits)``; ``evaluate(model, X, y)``
-replaces :func:`evaluate_model` for the end-of-epoch test (e.g. split over processes).
+``step_fn(x, y)``, when given, replaces the forward-loss-backward of a batch and returns
+``(loss, logits)``; ``evaluate(model, X, y)`` replaces :func:`evaluate_model` for the
+end-of-epoch test (e.g. split over processes).
 """
 
 from __future__ import annotations
@@ -93,7 +92,7 @@ class TrainingRun:
         echo: where the one-line epoch summaries go (``print`` by default).
         on_batch_end: called with the run after every optimizer step (tests use it to
             simulate an interrupt with :meth:`request_stop`).
-        is_writer, sampler, grad_hook, step_fn, evaluate: see the module docstring.
+        is_writer, sampler, step_fn, evaluate: see the module docstring.
     """
 
     def __init__(
@@ -111,7 +110,6 @@ class TrainingRun:
         on_batch_end: Callable[[TrainingRun], None] | None = None,
         is_writer: bool = True,
         sampler: Any = None,
-        grad_hook: Callable[[TrainingRun], None] | None = None,
         step_fn: Callable[[Any, Any], tuple[Any, Any]] | None = None,
         evaluate: Callable[..., tuple[float, float, np.ndarray]] | None = None,
     ) -> None:
@@ -127,7 +125,6 @@ class TrainingRun:
         self.on_batch_end = on_batch_end
         self.is_writer = is_writer
         self.evaluate = evaluate if evaluate is not None else evaluate_model
-        self.grad_hook = grad_hook
         self.step_fn = step_fn
         # set when resuming with another number of processes: their shares of an epoch differ,
         # so an epoch interrupted in the middle restarts from its first batch
@@ -302,8 +299,6 @@ class TrainingRun:
                     optimizer.zero_grad()
                     loss.backward()
                 value = float(loss.item())
-                if self.grad_hook is not None:
-                    self.grad_hook(self)
                 self._check_finite(value, parameters, progress.batch + 1, total_batches)
                 if self.step_fn is None:
                     optimizer.step()
