@@ -54,16 +54,16 @@ class SyncBatchNormFunction(BatchNormFunction):
         super().__init__(True, eps, has_weight, has_bias, running)
         self.comm = comm
 
-    def forward(self, x, *params):
-        w, b = self._affine(params)
-        x3 = self._by_channel(x)
+    def _batch_statistics(self, x3: np.ndarray) -> tuple:
+        """The global batch's statistics (see the class docstring), in float64; ``x3 - mean``
+        and ``rstd`` in ``x3``'s dtype."""
         c = x3.shape[1]
         n_local = x3.shape[0] * x3.shape[2]
         mine = np.zeros((3, c), dtype=np.float64)
         mine[0] = n_local
         if n_local:
             mine[1] = x3.mean(axis=(0, 2), dtype=np.float64)
-            dev = x3 - mine[1][:, None].astype(x.dtype)
+            dev = x3 - mine[1][:, None].astype(x3.dtype)
             mine[2] = np.einsum("ncl,ncl->c", dev, dev, dtype=np.float64)
         table = np.empty((self.comm.Get_size(), 3, c), dtype=np.float64)
         self.comm.Allgather(mine, table)
@@ -76,46 +76,22 @@ class SyncBatchNormFunction(BatchNormFunction):
             )
         mean = (counts * means).sum(axis=0) / n
         var = (m2s + counts * (means - mean) ** 2).sum(axis=0) / n
-        self.batch_mean, self.batch_var, self.n = mean, var, n
-        self.update_running(mean, var, n)
-        rstd = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
-        xhat = x3 - mean.astype(x.dtype)[:, None]
-        xhat *= rstd[:, None]
-        self.xhat, self.rstd = xhat, rstd
-        y = xhat * w[:, None] if w is not None else xhat.copy()
-        if b is not None:
-            y += b[:, None]
-        return y.reshape(x.shape)
+        rstd = (1.0 / np.sqrt(var + self.eps)).astype(x3.dtype)
+        return mean, var, n, x3 - mean.astype(x3.dtype)[:, None], rstd
+
+    def _mean_sums(self, gb: np.ndarray, gw: np.ndarray, n: float, dtype: Any) -> tuple:
+        """The two sums over all ranks' batches (one ``Allreduce``), divided by ``n``."""
+        sums = np.concatenate([gb, gw]).astype(np.float64)
+        self.comm.Allreduce(_backend.mpi().IN_PLACE, sums)
+        c = gb.shape[0]
+        return (sums[:c] / n).astype(dtype), (sums[c:] / n).astype(dtype)
 
     def backward(self, gy):
         if isinstance(gy, Tensor):
             raise RuntimeError(
                 "SyncBatchNorm: double backward (create_graph=True) is not supported"
             )
-        xs = self.inputs
-        x = xs[0].data
-        w, b = self._affine(xs[1:])
-        gy3 = self._by_channel(gy)
-        xhat, rstd, n = self.xhat, self.rstd, self.n
-        gb = gy3.sum(axis=(0, 2))
-        gw = np.einsum("ncl,ncl->c", gy3, xhat)
-        grads: list[Any] = [None]
-        if self.needs_grad[0]:
-            sums = np.concatenate([gb, gw]).astype(np.float64)
-            self.comm.Allreduce(_backend.mpi().IN_PLACE, sums)
-            c = gb.shape[0]
-            gb_all, gw_all = (sums[:c] / n).astype(x.dtype), (sums[c:] / n).astype(x.dtype)
-            scale = rstd * w.data if w is not None else rstd
-            gx = xhat * gw_all[:, None]
-            np.subtract(gy3, gx, out=gx)
-            gx -= gb_all[:, None]
-            gx *= scale[:, None]
-            grads[0] = gx.reshape(x.shape)
-        if w is not None:
-            grads.append(gw if self.needs_grad[1] else None)
-        if b is not None:
-            grads.append(gb if self.needs_grad[-1] else None)
-        return tuple(grads)
+        return super().backward(gy)
 
 
 class SyncBatchNorm(_BatchNorm):

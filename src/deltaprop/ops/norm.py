@@ -220,12 +220,8 @@ class BatchNormFunction(_NormFunction):
         x3 = self._by_channel(x)
         n = x3.shape[0] * x3.shape[2]
         if self.training:
-            mean = x3.mean(axis=(0, 2))
-            xhat = x3 - mean[:, None]
-            var = np.einsum("ncl,ncl->c", xhat, xhat)
-            var /= n
+            mean, var, n, xhat, rstd = self._batch_statistics(x3)
             self.batch_mean, self.batch_var, self.n = mean, var, n
-            rstd = 1.0 / np.sqrt(var + self.eps)
             xhat *= rstd[:, None]
             self.xhat, self.rstd = xhat, rstd
             y = xhat * w[:, None] if w is not None else xhat.copy()
@@ -245,6 +241,20 @@ class BatchNormFunction(_NormFunction):
         y = x3 * scale[:, None]
         y += shift[:, None]
         return y.reshape(x.shape)
+
+    def _batch_statistics(self, x3: np.ndarray) -> tuple:
+        """``(mean, biased var, n, x3 - mean, 1 / sqrt(var + eps))`` per channel of the batch
+        ``x3 (N, C, L)``, ``n = N * L`` (``x3 - mean`` a new array, in ``x3``'s dtype)."""
+        n = x3.shape[0] * x3.shape[2]
+        mean = x3.mean(axis=(0, 2))
+        xc = x3 - mean[:, None]
+        var = np.einsum("ncl,ncl->c", xc, xc)
+        var /= n
+        return mean, var, n, xc, 1.0 / np.sqrt(var + self.eps)
+
+    def _mean_sums(self, gb: np.ndarray, gw: np.ndarray, n: float, dtype: Any) -> tuple:
+        """``sum(gy) / n`` and ``sum(gy * xhat) / n`` per channel, over the batch."""
+        return gb / n, gw / n
 
     def update_running(self, mean: np.ndarray, var: np.ndarray, n: float) -> None:
         """The running statistics (and ``num_batches_tracked``) after a training batch of ``n``
@@ -284,9 +294,10 @@ class BatchNormFunction(_NormFunction):
         if need_x:
             scale = rstd * w.data if w is not None else rstd
             if self.training:
-                gx = xhat * (gw / n)[:, None]
+                gb_n, gw_n = self._mean_sums(gb, gw, n, x.dtype)
+                gx = xhat * gw_n[:, None]
                 np.subtract(gy3, gx, out=gx)
-                gx -= (gb / n)[:, None]
+                gx -= gb_n[:, None]
                 gx *= scale[:, None]
             else:
                 gx = gy3 * scale[:, None]
