@@ -44,8 +44,7 @@ _FIRST_BUCKET_BYTES = 1024 * 1024  # as PyTorch's first bucket: start communicat
 class _Bucket:
     """A flat buffer holding the gradients of a few parameters (one dtype)."""
 
-    def __init__(self, index: int, params: list[tuple[str, Any]]) -> None:
-        self.index = index
+    def __init__(self, params: list[tuple[str, Any]]) -> None:
         self.names = [name for name, _ in params]
         self.params = [p for _, p in params]
         self.dtype = self.params[0].data.dtype
@@ -56,10 +55,10 @@ class _Bucket:
             self.flat[self.offsets[i] : self.offsets[i + 1]].reshape(p.data.shape)
             for i, p in enumerate(self.params)
         ]
-        self.ready = [False] * len(self.params)
-        self.pending = len(self.params)
+        self.reset()
 
     def reset(self) -> None:
+        """Every gradient of the bucket is awaited again."""
         self.ready = [False] * len(self.params)
         self.pending = len(self.params)
 
@@ -158,11 +157,10 @@ class DistributedDataParallel(Module):
         self._buckets = _assign_buckets(named[::-1], bucket_cap_mb * 1024 * 1024)
         self._scale = 1.0 / self.world_size
         self._where: dict[int, tuple[_Bucket, int]] = {}
-        self._handles = []
         for bucket in self._buckets:
             for i, p in enumerate(bucket.params):
                 self._where[id(p)] = (bucket, i)
-                self._handles.append(p.register_post_accumulate_grad_hook(self._grad_ready))
+                p.register_post_accumulate_grad_hook(self._grad_ready)
         self._requests: list[Any] = []
         self._next_bucket = 0  # the next bucket to start (strictly in order)
         self._started = False  # a reduction is under way (some gradient arrived)
@@ -351,7 +349,7 @@ def _assign_buckets(named: list[tuple[str, Any]], cap_bytes: float) -> list[_Buc
         size += nbytes
     if current:
         groups.append(current)
-    return [_Bucket(i, g) for i, g in enumerate(groups)]
+    return [_Bucket(g) for g in groups]
 
 
 def _broadcast_arrays(comm: Any, arrays: list[np.ndarray]) -> None:
@@ -361,7 +359,7 @@ def _broadcast_arrays(comm: Any, arrays: list[np.ndarray]) -> None:
         by_dtype.setdefault(a.dtype, []).append(a)
     for dtype in sorted(by_dtype, key=lambda d: d.str):
         group = by_dtype[dtype]
-        flat = np.concatenate([a.reshape(-1) for a in group]) if group else None
+        flat = np.concatenate([a.reshape(-1) for a in group])
         comm.Bcast(flat.view(np.uint8), root=0)
         offset = 0
         for a in group:
