@@ -38,15 +38,12 @@ from deltaprop.distributed.training import current_world
 from deltaprop.errors import DatasetError, TrainingError, TrainingInterrupted
 from deltaprop.training.factories import (
     Normalizer,
-    build_optimizer,
-    build_scheduler,
     check_memory,
     check_requested,
     model_layers,
     prepare_settings,
 )
 from deltaprop.training.loop import TrainingRun
-from deltaprop.training.metrics import evaluate_model
 from deltaprop.training.rundir import CONFIG_FILE, read_config
 from deltaprop.training.settings import COMMON_DEFAULTS, TrainSettings, check_setting
 from deltaprop.userfiles import check_output_dir, check_readable_dir
@@ -57,9 +54,6 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingRun",
     "Normalizer",
-    "build_optimizer",
-    "build_scheduler",
-    "evaluate_model",
     "train",
 ]
 
