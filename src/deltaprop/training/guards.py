@@ -1,9 +1,15 @@
 """What keeps a training run safe: NaN/inf detection and the Ctrl-C handler of the loop.
 
-:func:`non_finite` says whether a step's loss or gradients went NaN or infinite (checked before
-the optimizer applies them), :func:`divergence_error` words the one-sentence error the run then
-stops with, and :class:`sigint_requests_stop` turns the first Ctrl-C into a request to stop
-after the current batch (the loop saves a checkpoint first).
+:func:`non_finite` says whether a step's loss or gradients went NaN or infinite,
+:func:`divergence_error` words the one-sentence error the run then stops with, and
+:class:`sigint_requests_stop` turns the first Ctrl-C into a request to stop after the current
+batch (the loop saves a checkpoint first).
+
+When the check runs: in the eager loop, after the batch's backward pass and before
+``optimizer.step()``, so a NaN or infinite gradient is never applied. With a compiled step
+(``--compile``, ``TrainingRun.step_fn``) the optimizer step is part of the step, so the check
+runs after it: that batch's update has already changed the parameters in memory, but the run
+stops all the same without writing a checkpoint from them (the last good one stays).
 
 >>> import deltaprop as dp
 >>> w = dp.ones(2, requires_grad=True)

@@ -20,9 +20,10 @@ before it replaces the old one, which becomes ``previous``. Resuming from a ``la
 damaged on disk (every checkpoint carries a checksum of its data) falls back to ``previous``
 with a warning.
 
-Divergence: a loss or a gradient that becomes NaN or infinite stops the run before the
-optimizer applies it, with :class:`~deltaprop.errors.DivergenceError` naming the epoch and
-batch; the last good checkpoint stays as it was.
+Divergence: a loss or a gradient that becomes NaN or infinite stops the run with
+:class:`~deltaprop.errors.DivergenceError` naming the epoch and batch; the last good checkpoint
+stays as it was. The eager loop checks before the optimizer applies the gradients; a
+``step_fn`` updates the parameters inside the step, so there the check comes after the update.
 
 Hooks for other ways of running the loop: ``is_writer=False`` (every process of a
 data-parallel run but one) trains without writing checkpoints, metrics or messages;
@@ -328,7 +329,8 @@ class TrainingRun:
     def _check_finite(
         self, loss: float, parameters: list[tuple[str, Any]], batch: int, total: int
     ) -> None:
-        """DivergenceError when the loss or a gradient is NaN or infinite (before the step)."""
+        """DivergenceError when the loss or a gradient is NaN or infinite (before the
+        optimizer step in the eager loop, after it with a ``step_fn``)."""
         what = non_finite(loss, parameters)
         if what is not None:
             self._diverged(f"{what} at epoch {self.epoch + 1}, batch {batch} of {total}")
